@@ -9,6 +9,7 @@ APT_PKGS=(
     libzmq3-dev libmsgpack-dev libev-dev libyaml-dev libjansson-dev libpcre2-dev
     python3 python3-zmq python3-msgpack python3-venv
     clang libclang-rt-14-dev valgrind
+    python3-torch python3-numpy
 )
 
 SUDO=""
@@ -24,3 +25,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 echo "install-deps: system packages ready"
+
+# Reference implementations for the correctness tests (HF transformers / tokenizers, the
+# gguf writer) live in .venv, made from Debian's python3 so that Debian's CPU torch is seen.
+if [ ! -x .venv/bin/python ]; then
+    /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -r tools/requirements-test.txt
+echo "install-deps: python test references ready in .venv"
