@@ -104,6 +104,17 @@ tr_str_t tr_strs_at(tr_strs_t a, uint32_t i) {
     return r;
 }
 
+int tr_msg_id(const tr_msg_t *m, tr_id_t *id) {
+    const tr_msg_desc_t *d = tr_msg_desc(m->type);
+    for (int i = 0; d && i < d->n_fields; i++) {
+        if (d->fields[i].type != TR_FT_ID || strcmp(d->fields[i].name, "id") != 0) continue;
+        if (!(m->present >> i & 1)) return 0;
+        memcpy(id, (const uint8_t *)&m->u + d->fields[i].offset, sizeof *id);
+        return 1;
+    }
+    return 0;
+}
+
 void tr_pack_cstr(msgpack_packer *pk, const char *s) {
     size_t n = strlen(s);
     msgpack_pack_str(pk, n);

@@ -160,6 +160,10 @@ tr_msg_type_t tr_msg_type_from_name(const char *name, size_t n);
 
 /* ---- helpers ---- */
 
+/* Copies the message's `id` field into *id when its type has one and it is present;
+ * returns 1 then, else 0. */
+int tr_msg_id(const tr_msg_t *m, tr_id_t *id);
+
 /* A tr_str_t over a NUL-terminated C string (borrowed). */
 tr_str_t tr_str_c(const char *s);
 /* Copies s into buf (NUL-terminated, truncated to bufsize-1); returns buf. */
