@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -123,10 +124,14 @@ static const char *s_got(const yaml_node_t *node, char *buf, size_t n) {
     if (s_is_null(node)) return "nothing";
     const char *s = s_text(node);
     const char *more = strlen(s) > 60 ? "..." : "";
+    /* a quoted "2" or "true" is a string in YAML: say so when refusing it */
+    int looks_typed = *s && (strspn(s, "0123456789+-.eE") == strlen(s) || !strcasecmp(s, "true") ||
+                             !strcasecmp(s, "false") || !strcasecmp(s, "yes") ||
+                             !strcasecmp(s, "no") || !strcasecmp(s, "on") || !strcasecmp(s, "off"));
     if (s_is_plain(node))
         snprintf(buf, n, "'%.60s%s'", s, more);
-    else  /* "2" is a string in YAML, not a number: say why it was refused */
-        snprintf(buf, n, "\"%.60s%s\" (quoted, so a string)", s, more);
+    else
+        snprintf(buf, n, "\"%.60s%s\"%s", s, more, looks_typed ? " (quoted, so a string)" : "");
     return buf;
 }
 
@@ -871,7 +876,8 @@ static tr_topology_t *s_load(const char *yaml, size_t len, const char *name,
     return topo;
 
 syntax:
-    if (parser.error == YAML_MEMORY_ERROR)
+    /* libyaml's loader fails without setting an error when some of its stacks cannot grow */
+    if (parser.error == YAML_MEMORY_ERROR || parser.error == YAML_NO_ERROR)
         s_fail(&ld, 0, "out of memory");
     else if (parser.context)
         s_fail(&ld, (int)parser.problem_mark.line + 1, "YAML syntax error: %s (%s on line %d)",

@@ -20,12 +20,12 @@
 
 /* ---- the test schema ---- */
 
-static const char *const s_kinds[] = {"frontend",   "tokenizer", "scheduler", "kv_manager",
+static const char *const s_kinds[] = {"frontend", "tokenizer",    "scheduler", "kv_manager",
                                       "executor", "communicator", "reqlog",    NULL};
-static const char *const s_defaults[] = {"frontend", "tokenizer", "scheduler", "kv_manager",
+static const char *const s_defaults[] = {"frontend", "tokenizer",    "scheduler", "kv_manager",
                                          "executor", "communicator", NULL};
-static const char *const s_required[] = {"frontend", "tokenizer", "scheduler", "kv_manager",
-                                         "executor", NULL};
+static const char *const s_required[] = {"frontend",   "tokenizer", "scheduler",
+                                         "kv_manager", "executor",  NULL};
 
 static const tr_conf_key_t s_kv_keys[] = {
     {"block_size", TR_CONF_INT, "tokens per KV block"},
@@ -135,11 +135,10 @@ static void s_test_default(void) {
     const tr_topo_actor_t *fe = tr_topo_find_actor(topo, "frontend");
     ok(ex && ex->rank == 0 && !strcmp(ex->kind, "executor") && fe && fe->rank == -1,
        "default: executor.0 has rank 0, frontend rank -1");
-    ok(!strcmp(topo->listen, "tcp://127.0.0.1:5555") && topo->tensor == 1 &&
-           topo->pipeline == 1 && topo->expert == 1 && topo->world_size == 1 &&
-           topo->base_port == 57100 && !strcmp(topo->on_failure, "shutdown") &&
-           topo->multiprocess == 0 && topo->path[0] == '\0' && topo->model[0] == '\0' &&
-           topo->n_sections == 0,
+    ok(!strcmp(topo->listen, "tcp://127.0.0.1:5555") && topo->tensor == 1 && topo->pipeline == 1 &&
+           topo->expert == 1 && topo->world_size == 1 && topo->base_port == 57100 &&
+           !strcmp(topo->on_failure, "shutdown") && topo->multiprocess == 0 &&
+           topo->path[0] == '\0' && topo->model[0] == '\0' && topo->n_sections == 0,
        "default: listen, sizes, base_port, on_failure, single-process");
     ok(tr_topo_find_process(topo, "main") == 0 && tr_topo_find_process(topo, "front") == -1,
        "find_process");
@@ -196,8 +195,9 @@ static void s_test_examples(void) {
         size_t len = strlen(de->d_name);
         if (len < 6 || strcmp(de->d_name + len - 5, ".yaml")) continue;
         tr_topology_t *topo = s_load_example(de->d_name);
-        if (topo) ok(tr_topo_derive_endpoints(topo, "/tmp/troupe-ex", err, sizeof err) == TR_OK,
-                     "%s: endpoints derive", de->d_name);
+        if (topo)
+            ok(tr_topo_derive_endpoints(topo, "/tmp/troupe-ex", err, sizeof err) == TR_OK,
+               "%s: endpoints derive", de->d_name);
         tr_topo_destroy(&topo);
         n_files++;
     }
@@ -233,7 +233,8 @@ static void s_test_examples(void) {
            "two-process.yaml: endpoints");
         const tr_topo_actor_t *ex = tr_topo_find_actor(topo, "executor.0");
         const tr_topo_actor_t *sch = tr_topo_find_actor(topo, "scheduler");
-        int front = tr_topo_find_process(topo, "front"), rank0 = tr_topo_find_process(topo, "rank0");
+        int front = tr_topo_find_process(topo, "front"),
+            rank0 = tr_topo_find_process(topo, "rank0");
         ok(ex && !strcmp(ex->remote, "ipc:///tmp/troupe-2p/executor.0"),
            "ipc endpoint without host: %s", ex ? ex->remote : "");
         ok(ex && !strncmp(ex->inproc, "inproc://troupe-", 16) &&
@@ -385,22 +386,22 @@ static void s_test_conf(void) {
        "sections keep their lines");
     ok(tr_conf_get_int(kv, "block_size", 0) == 32 && tr_conf_get_float(kv, "block_size", 0) == 32,
        "int key");
-    ok(tr_conf_get_int(kv, "host_cache_gb", 7) == 7 && tr_conf_get_float(kv, "host_cache_gb", 1.5) ==
-                                                          1.5,
+    ok(tr_conf_get_int(kv, "host_cache_gb", 7) == 7 &&
+           tr_conf_get_float(kv, "host_cache_gb", 1.5) == 1.5,
        "unset keys give the default");
     ok(tr_conf_get_float(kv, "memory_fraction", 0) == 1.0 &&
            tr_conf_get(kv, "memory_fraction")->type == TR_CONF_FLOAT,
        "float key accepts an integer");
-    ok(tr_conf_get_bool(kv, "prefix_cache", 1) == 0 && tr_conf_get_bool(sch, "chunked_prefill", 0) ==
-                                                           1,
+    ok(tr_conf_get_bool(kv, "prefix_cache", 1) == 0 &&
+           tr_conf_get_bool(sch, "chunked_prefill", 0) == 1,
        "bool: off, Yes");
     ok(tr_conf_get_bool(rl, "flush", 0) == 1, "bool: on");
     ok(!strcmp(tr_conf_get_str(sch, "policy", ""), "priority") &&
            tr_conf_get_int(sch, "max_seqs", 0) == -3,
        "quoted string, negative int");
     ok(tr_conf_get_float(rl, "sample", 0) == 0.25, "float 2.5e-1");
-    ok(!strcmp(tr_conf_get_str(rl, "path", ""), "12") && tr_conf_get(rl, "path")->type ==
-                                                             TR_CONF_STR,
+    ok(!strcmp(tr_conf_get_str(rl, "path", ""), "12") &&
+           tr_conf_get(rl, "path")->type == TR_CONF_STR,
        "a number where a string is wanted stays text");
     ok(!strcmp(tr_conf_get_str(kv, "block_size", ""), "32"), "get_str gives the source text");
     const tr_conf_val_t *tap = tr_conf_get(fe, "tap");
@@ -424,8 +425,8 @@ static void s_test_conf(void) {
 
 static void s_test_errors(void) {
     char err[512] = "";
-    tr_topology_t *topo = tr_topo_load("tests/data/topologies/no-such-file.yaml", &s_schema, err,
-                                       sizeof err);
+    tr_topology_t *topo =
+        tr_topo_load("tests/data/topologies/no-such-file.yaml", &s_schema, err, sizeof err);
     ok(!topo && !strcmp(err, "tests/data/topologies/no-such-file.yaml: cannot open: No such file "
                              "or directory"),
        "missing file: %s", err);
