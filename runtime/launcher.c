@@ -130,7 +130,7 @@ static int s_rm_entry(const char *path, const struct stat *st, int flag, struct 
 static void s_stop_children(s_launcher_t *L, int exit_code) {
     if (!L->stopping) {
         L->stopping = 1;
-        L->exit_code = exit_code;
+        if (L->exit_code == TR_EXIT_OK) L->exit_code = exit_code; /* the first failure wins */
     }
     ev_timer_stop(L->loop, &L->ready_timer);
     for (int i = 0; i < L->n_children; i++)
