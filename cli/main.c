@@ -31,6 +31,7 @@ static void s_usage(FILE *f) {
             "  troupe health [--endpoint EP] [--timeout S]\n"
             "  troupe stats  [--endpoint EP] [--timeout S]\n"
             "  troupe actors            list actor kinds and their configuration keys\n"
+            "  troupe schema            every message and field, as markdown tables\n"
             "  troupe version\n\n"
             "serve runs every actor as a thread of one process, or, when FILE has a\n"
             "`processes:` section, one process per entry (docs/topology.md).\n"
@@ -249,6 +250,36 @@ out:
     return code;
 }
 
+/* ---- schema: the message tables of docs/protocol.md ---- */
+
+/* Prints s for a markdown table cell: '|' escaped. */
+static void s_md(const char *s) {
+    for (; *s; s++) {
+        if (*s == '|') putchar('\\');
+        putchar(*s);
+    }
+}
+
+static int s_cmd_schema(void) {
+    for (int t = 1; t < TR_MSG_COUNT; t++) {
+        const tr_msg_desc_t *d = tr_msg_desc((tr_msg_type_t)t);
+        printf("### `%s` (v%u)\n\n%s.\n\n", d->name, d->version, d->doc);
+        printf("| field | type | required | limit | meaning |\n|---|---|---|---|---|\n");
+        for (int i = 0; i < d->n_fields; i++) {
+            const tr_field_desc_t *f = &d->fields[i];
+            char limit[32] = "";
+            if (f->limit) snprintf(limit, sizeof limit, "%llu", (unsigned long long)f->limit);
+            printf("| `%s` | ", f->name);
+            s_md(tr_field_type_name(f->type));
+            printf(" | %s | %s | ", f->required ? "yes" : "no", limit);
+            s_md(f->doc);
+            printf(" |\n");
+        }
+        printf("\n");
+    }
+    return 0;
+}
+
 /* ---- actors ---- */
 
 static const char *s_conf_type(tr_conf_type_t t) {
@@ -286,6 +317,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "health") == 0) return s_cmd_query(argc - 1, argv + 1, TR_MSG_HEALTH);
     if (strcmp(cmd, "stats") == 0) return s_cmd_query(argc - 1, argv + 1, TR_MSG_STATS);
     if (strcmp(cmd, "actors") == 0) return s_cmd_actors();
+    if (strcmp(cmd, "schema") == 0) return s_cmd_schema();
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("troupe %s\n", TR_VERSION);
         return 0;

@@ -212,7 +212,14 @@ static void s_on_child(struct ev_loop *loop, ev_child *w, int revents) {
     else
         snprintf(reason, sizeof reason, "exited with status %d", WEXITSTATUS(w->rstatus));
     if (L->stopping) {
-        TR_INFO("process %s (pid %d) %s", name, (int)c->pid, reason);
+        int clean = WIFEXITED(w->rstatus) && WEXITSTATUS(w->rstatus) == 0;
+        if (clean) {
+            TR_INFO("process %s (pid %d) %s", name, (int)c->pid, reason);
+        } else {
+            /* a child that fails its own shutdown (or a sanitizer's leak report) counts */
+            TR_ERROR("process %s (pid %d) %s while stopping", name, (int)c->pid, reason);
+            if (L->exit_code == TR_EXIT_OK) L->exit_code = TR_EXIT_CHILD_DIED;
+        }
         if (L->n_live == 0) ev_break(loop, EVBREAK_ALL);
         return;
     }
