@@ -219,11 +219,7 @@ s_client_error(self_t *self, const uint8_t *rid, size_t rid_n, const tr_id_t *id
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     tr_msg_t m;
-    tr_msg_init(&m, TR_MSG_ERROR);
-    if (id) TR_MSG_SET(&m, error, id, *id);
-    TR_MSG_SET(&m, error, code, tr_str_c(code));
-    TR_MSG_SET(&m, error, message, tr_str_c(text));
-    if (field && *field) TR_MSG_SET(&m, error, field, tr_str_c(field));
+    tr_msg_init_error(&m, id, code, field, text);
     s_count_error(self, code);
     s_send_client(self, rid, rid_n, &m);
 }

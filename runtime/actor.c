@@ -157,12 +157,8 @@ int tr_actor_reply_error(tr_actor_t *a, const tr_msg_t *req, const char *code, c
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     tr_msg_t m;
-    tr_msg_init(&m, TR_MSG_ERROR);
     tr_id_t id;
-    if (tr_msg_id(req, &id)) TR_MSG_SET(&m, error, id, id);
-    TR_MSG_SET(&m, error, code, tr_str_c(code));
-    TR_MSG_SET(&m, error, message, tr_str_c(text));
-    if (field && *field) TR_MSG_SET(&m, error, field, tr_str_c(field));
+    tr_msg_init_error(&m, tr_msg_id(req, &id) ? &id : NULL, code, field, text);
     return tr_actor_reply(a, req, &m);
 }
 

@@ -104,6 +104,15 @@ tr_str_t tr_strs_at(tr_strs_t a, uint32_t i) {
     return r;
 }
 
+void tr_msg_init_error(tr_msg_t *m, const tr_id_t *id, const char *code, const char *field,
+                       const char *text) {
+    tr_msg_init(m, TR_MSG_ERROR);
+    if (id) TR_MSG_SET(m, error, id, *id);
+    TR_MSG_SET(m, error, code, tr_str_c(code));
+    TR_MSG_SET(m, error, message, tr_str_c(text));
+    if (field && *field) TR_MSG_SET(m, error, field, tr_str_c(field));
+}
+
 int tr_msg_id(const tr_msg_t *m, tr_id_t *id) {
     const tr_msg_desc_t *d = tr_msg_desc(m->type);
     for (int i = 0; d && i < d->n_fields; i++) {

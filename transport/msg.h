@@ -160,6 +160,11 @@ tr_msg_type_t tr_msg_type_from_name(const char *name, size_t n);
 
 /* ---- helpers ---- */
 
+/* Prepares an `error` message: code, text, and field/id when given (NULL/"" to omit).
+ * Borrows every argument until the message is packed. */
+void tr_msg_init_error(tr_msg_t *m, const tr_id_t *id, const char *code, const char *field,
+                       const char *text);
+
 /* Copies the message's `id` field into *id when its type has one and it is present;
  * returns 1 then, else 0. */
 int tr_msg_id(const tr_msg_t *m, tr_id_t *id);

@@ -67,10 +67,6 @@ int tr_wire_send_error(void *sock, const void *rid, size_t rid_n, const tr_id_t 
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     tr_msg_t m;
-    tr_msg_init(&m, TR_MSG_ERROR);
-    if (id) TR_MSG_SET(&m, error, id, *id);
-    TR_MSG_SET(&m, error, code, tr_str_c(code));
-    TR_MSG_SET(&m, error, message, tr_str_c(text));
-    if (field && *field) TR_MSG_SET(&m, error, field, tr_str_c(field));
+    tr_msg_init_error(&m, id, code, field, text);
     return rid ? tr_wire_send_routed(sock, rid, rid_n, &m) : tr_wire_send(sock, &m, 0);
 }
