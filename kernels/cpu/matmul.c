@@ -1,0 +1,84 @@
+/*  kernels/cpu/matmul.c - CPU matmul driver: picks GEMV or GEMM, sizes the tasks, runs them
+ *  on the pool. Oracle: kernels/ref/matmul.c. The kernels are in kernels/cpu/matmul_isa.h,
+ *  instantiated for each ISA below; see there for the algorithms.                     */
+#include <string.h>
+
+#include "kernels/cpu/cpu_impl.h"
+
+/* K slice of the GEMM: the decoded weight block (NB x KC f32) stays in L2, a micro-tile's
+ * V_MR rows of it in L1. */
+#define TR_MM_KC 256
+/* GEMM from this many rows of x; below, the GEMV (memory-bound decode) path. */
+#define TR_MM_GEMM_MIN_M 16
+
+typedef struct {
+    const tr_matmul_params_t *p;
+    tr_cpu_t *cpu;
+    size_t row_bytes;             /* bytes of one weight row */
+    int32_t nb;                   /* output features per task */
+    int32_t Mp;                   /* GEMM: M rounded up to the token panel */
+    float *xp;                    /* GEMM: packed x, (Mp / MP, K, MP) */
+} s_mm_t;
+
+typedef float (*s_dec1_fn)(const void *row, int32_t k);
+
+/* ---- scalar decoders of one value (K tails), one per dtype ---- */
+
+static inline float s_dec1_f32(const void *row, int32_t k) {
+    return ((const float *)row)[k];
+}
+static inline float s_dec1_bf16(const void *row, int32_t k) {
+    return tr_bf16_to_f32(((const uint16_t *)row)[k]);
+}
+static inline float s_dec1_f16(const void *row, int32_t k) {
+    return tr_f16_to_f32(((const uint16_t *)row)[k]);
+}
+static inline float s_dec1_q8_0(const void *row, int32_t k) {
+    const tr_block_q8_0_t *b = (const tr_block_q8_0_t *)row + k / TR_Q8_0_BLOCK;
+    return tr_f16_to_f32(b->d) * b->qs[k % TR_Q8_0_BLOCK];
+}
+
+typedef struct {
+    int32_t mr, mp;
+    tr_pool_fn pack_x;
+    tr_pool_fn gemv[TR_DTYPE_COUNT];
+    tr_pool_fn gemm[TR_DTYPE_COUNT];
+} s_isa_mm_t;
+
+#define TR_ISA_BODY "kernels/cpu/matmul_isa.h"
+#include "kernels/cpu/isa_instantiate.h"
+
+static const s_isa_mm_t *const s_isa[] = TR_ISA_TABLE(&s_mm);
+
+/* Tasks of `unit`-multiple sizes: about 8 per thread so that a slow thread does not hold
+ * the others up, never more than max_units units per task. */
+static int32_t s_task_size(int32_t n, int32_t unit, int32_t threads, int32_t max_units) {
+    int32_t units = (n + unit - 1) / unit;
+    int32_t per = units / (threads * 8);
+    per = per < 1 ? 1 : per > max_units ? max_units : per;
+    return per * unit;
+}
+
+int tr_cpu_matmul(tr_ops_t *ops, const tr_matmul_params_t *p) {
+    tr_cpu_t *cpu = TR_CPU(ops);
+    const s_isa_mm_t *isa = s_isa[TR_CPU_ISA(cpu)];
+    int32_t threads = tr_pool_threads(cpu->pool);
+    s_mm_t a = {.p = p, .cpu = cpu, .row_bytes = tr_dtype_row_bytes(p->w_dtype, p->K)};
+    if (p->M < TR_MM_GEMM_MIN_M) {
+        /* small outputs are not worth waking threads for */
+        int64_t work = (int64_t)p->M * p->N * p->K;
+        a.nb = work < 65536 ? p->N : s_task_size(p->N, 4, threads, 64);
+        tr_pool_run(cpu->pool, (p->N + a.nb - 1) / a.nb, isa->gemv[p->w_dtype], &a);
+        return TR_OK;
+    }
+    a.Mp = (p->M + isa->mp - 1) / isa->mp * isa->mp;
+    a.nb = s_task_size(p->N, isa->mr, threads, 128 / isa->mr);
+    size_t nbp = (size_t)(a.nb + isa->mr - 1) / isa->mr * isa->mr;
+    if (tr_cpu_reserve(cpu, nbp * (TR_MM_KC + (size_t)a.Mp) * sizeof(float)) ||
+        tr_cpu_reserve_shared(cpu, (size_t)a.Mp * p->K * sizeof(float)))
+        return TR_ENOMEM;
+    a.xp = cpu->shared;
+    tr_pool_run(cpu->pool, a.Mp / isa->mp, isa->pack_x, &a);
+    tr_pool_run(cpu->pool, (p->N + a.nb - 1) / a.nb, isa->gemm[p->w_dtype], &a);
+    return TR_OK;
+}

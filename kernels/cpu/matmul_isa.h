@@ -1,0 +1,219 @@
+/*  kernels/cpu/matmul_isa.h - matmul body, included once per ISA by kernels/cpu/matmul.c.
+ *  Oracle: kernels/ref/matmul.c. Shapes: y (M, N) = x (M, K) . W (N, K)^T.
+ *
+ *  Weights of every dtype are consumed 32 values at a time through s_dec32_<dtype>, which
+ *  widens them to f32 vectors (q8_0: d * q); K tails of plain dtypes go through the scalar
+ *  s_dec1_<dtype>. Two kernels:
+ *
+ *  GEMV (small M, decode): each task owns a range of output features; a weight row is read
+ *  once and dotted with up to four rows of x at a time. Memory-bound: streams W once.
+ *
+ *  GEMM (larger M, prefill): x is first packed into panels of MP = V_NRV * V_W tokens laid
+ *  out (K, MP), so one vector holds MP tokens of one input feature. A task owns NB output
+ *  features; per KC slice of K it decodes its NB weight rows to f32 (no transpose needed)
+ *  and runs V_MR x MP micro-tiles: acc[i][j] += broadcast(w[i][k]) * xpanel[k][j]. Results
+ *  accumulate in a per-task transposed tile (NB, Mp) and are written to y once at the end,
+ *  with bias and the optional residual add.                                         */
+
+/* ---- weight decoders: 32 values from index k of a row, k a multiple of 32 ---- */
+
+static inline TR_TARGET void V_FN(s_dec32_f32)(const void *row, int32_t k, vf *out) {
+    const float *w = (const float *)row + k;
+#pragma GCC unroll 32
+    for (int j = 0; j < 32 / V_W; j++) out[j] = V_LOAD(w + j * V_W);
+}
+
+static inline TR_TARGET void V_FN(s_dec32_bf16)(const void *row, int32_t k, vf *out) {
+    const uint16_t *w = (const uint16_t *)row + k;
+#pragma GCC unroll 32
+    for (int j = 0; j < 32 / V_W; j++) out[j] = V_LOAD_BF16(w + j * V_W);
+}
+
+static inline TR_TARGET void V_FN(s_dec32_f16)(const void *row, int32_t k, vf *out) {
+    const uint16_t *w = (const uint16_t *)row + k;
+#pragma GCC unroll 32
+    for (int j = 0; j < 32 / V_W; j++) out[j] = V_LOAD_F16(w + j * V_W);
+}
+
+static inline TR_TARGET void V_FN(s_dec32_q8_0)(const void *row, int32_t k, vf *out) {
+    const tr_block_q8_0_t *b = (const tr_block_q8_0_t *)row + k / TR_Q8_0_BLOCK;
+    vf d = V_SET1(tr_f16_to_f32(b->d));
+#pragma GCC unroll 32
+    for (int j = 0; j < 32 / V_W; j++) out[j] = V_MUL(d, V_LOAD_I8(b->qs + j * V_W));
+}
+
+typedef void (*V_FN(s_dec32_fn))(const void *row, int32_t k, vf *out);
+
+/* ---- GEMV ---- */
+
+/* out[i] = x_i . row for MB (1..4) rows of x, 32 weights at a time. */
+static inline __attribute__((always_inline)) TR_TARGET void
+V_FN(s_gemv_tile)(const void *row, const float *x, int32_t K, const int MB, float *out,
+                  V_FN(s_dec32_fn) dec32, s_dec1_fn dec1) {
+    vf acc[4][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < MB; i++) acc[i][0] = acc[i][1] = V_ZERO();
+    int32_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        vf w[32 / V_W];
+        dec32(row, k, w);
+#pragma GCC unroll 4
+        for (int i = 0; i < MB; i++) {
+#pragma GCC unroll 32
+            for (int j = 0; j < 32 / V_W; j++)
+                acc[i][j & 1] = V_FMA(w[j], V_LOAD(x + (size_t)i * K + k + j * V_W), acc[i][j & 1]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < MB; i++) out[i] = V_HSUM(V_ADD(acc[i][0], acc[i][1]));
+    for (; k < K; k++) {
+        float w = dec1(row, k);
+#pragma GCC unroll 4
+        for (int i = 0; i < MB; i++) out[i] += w * x[(size_t)i * K + k];
+    }
+}
+
+static inline __attribute__((always_inline)) TR_TARGET void
+V_FN(s_gemv_generic)(void *ctx, int32_t task, V_FN(s_dec32_fn) dec32, s_dec1_fn dec1) {
+    const s_mm_t *a = ctx;
+    const tr_matmul_params_t *p = a->p;
+    const int32_t K = p->K, M = p->M, N = p->N;
+    int32_t n0 = task * a->nb, n1 = n0 + a->nb < N ? n0 + a->nb : N;
+    for (int32_t n = n0; n < n1; n++) {
+        const void *row = (const char *)p->w + (size_t)n * a->row_bytes;
+        float bias = p->bias ? p->bias[n] : 0.0f;
+        for (int32_t m0 = 0; m0 < M; m0 += 4) {
+            float out[4];
+            const float *x = p->x + (size_t)m0 * K;
+            switch (M - m0) {
+            case 1: V_FN(s_gemv_tile)(row, x, K, 1, out, dec32, dec1); break;
+            case 2: V_FN(s_gemv_tile)(row, x, K, 2, out, dec32, dec1); break;
+            case 3: V_FN(s_gemv_tile)(row, x, K, 3, out, dec32, dec1); break;
+            default: V_FN(s_gemv_tile)(row, x, K, 4, out, dec32, dec1); break;
+            }
+            int32_t mb = M - m0 < 4 ? M - m0 : 4;
+            for (int32_t i = 0; i < mb; i++) {
+                float *y = &p->y[(size_t)(m0 + i) * N + n];
+                *y = (p->accumulate ? *y : 0.0f) + out[i] + bias;
+            }
+        }
+    }
+}
+
+/* ---- GEMM ---- */
+
+/* Packs token panel `task` of x into (K, MP), zero-padding tokens past M. */
+static TR_TARGET void V_FN(s_pack_x)(void *ctx, int32_t task, int32_t thread) {
+    const s_mm_t *a = ctx;
+    const tr_matmul_params_t *p = a->p;
+    const int32_t K = p->K, MP = V_NRV * V_W;
+    float *xp = a->xp + (size_t)task * K * MP;
+    for (int32_t j = 0; j < MP; j++) {
+        int32_t m = task * MP + j;
+        if (m < p->M) {
+            const float *x = p->x + (size_t)m * K;
+            for (int32_t k = 0; k < K; k++) xp[(size_t)k * MP + j] = x[k];
+        } else {
+            for (int32_t k = 0; k < K; k++) xp[(size_t)k * MP + j] = 0.0f;
+        }
+    }
+}
+
+/* c (V_MR rows of MP, row stride ldc) (+)= w (V_MR rows, stride ldw) x xp (kl, MP). */
+static inline __attribute__((always_inline)) TR_TARGET void
+V_FN(s_ukernel)(int32_t kl, const float *w, int32_t ldw, const float *xp, float *c,
+                int32_t ldc, int first) {
+    const int32_t MP = V_NRV * V_W;
+    vf acc[V_MR][V_NRV];
+#pragma GCC unroll 16
+    for (int i = 0; i < V_MR; i++) {
+#pragma GCC unroll 4
+        for (int j = 0; j < V_NRV; j++)
+            acc[i][j] = first ? V_ZERO() : V_LOAD(c + (size_t)i * ldc + j * V_W);
+    }
+    for (int32_t k = 0; k < kl; k++) {
+        vf xv[V_NRV];
+#pragma GCC unroll 4
+        for (int j = 0; j < V_NRV; j++) xv[j] = V_LOAD(xp + (size_t)k * MP + j * V_W);
+#pragma GCC unroll 16
+        for (int i = 0; i < V_MR; i++) {
+            vf wb = V_SET1(w[(size_t)i * ldw + k]);
+#pragma GCC unroll 4
+            for (int j = 0; j < V_NRV; j++) acc[i][j] = V_FMA(wb, xv[j], acc[i][j]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < V_MR; i++) {
+#pragma GCC unroll 4
+        for (int j = 0; j < V_NRV; j++) V_STORE(c + (size_t)i * ldc + j * V_W, acc[i][j]);
+    }
+}
+
+static inline __attribute__((always_inline)) TR_TARGET void
+V_FN(s_gemm_generic)(void *ctx, int32_t task, int32_t thread, V_FN(s_dec32_fn) dec32,
+                     s_dec1_fn dec1) {
+    const s_mm_t *a = ctx;
+    const tr_matmul_params_t *p = a->p;
+    const int32_t K = p->K, M = p->M, N = p->N, MP = V_NRV * V_W, Mp = a->Mp;
+    const int32_t n0 = task * a->nb, nb = n0 + a->nb < N ? a->nb : N - n0;
+    const int32_t nbp = (nb + V_MR - 1) / V_MR * V_MR;
+    float *wf = a->cpu->scratch[thread];            /* (nbp, TR_MM_KC) decoded weights */
+    float *ct = wf + (size_t)nbp * TR_MM_KC;        /* (nbp, Mp) transposed result */
+    for (int32_t kc = 0; kc < K; kc += TR_MM_KC) {
+        int32_t kl = K - kc < TR_MM_KC ? K - kc : TR_MM_KC;
+        for (int32_t i = 0; i < nb; i++) {
+            const void *row = (const char *)p->w + (size_t)(n0 + i) * a->row_bytes;
+            float *dst = wf + (size_t)i * TR_MM_KC;
+            int32_t k = 0;
+            for (; k + 32 <= kl; k += 32) {
+                vf t[32 / V_W];
+                dec32(row, kc + k, t);
+#pragma GCC unroll 32
+                for (int j = 0; j < 32 / V_W; j++) V_STORE(dst + k + j * V_W, t[j]);
+            }
+            for (; k < kl; k++) dst[k] = dec1(row, kc + k);
+        }
+        for (int32_t i = nb; i < nbp; i++) memset(wf + (size_t)i * TR_MM_KC, 0, kl * 4);
+        for (int32_t mp = 0; mp < Mp; mp += MP) {
+            const float *xp = a->xp + (size_t)mp * K + (size_t)kc * MP;
+            for (int32_t i0 = 0; i0 < nbp; i0 += V_MR)
+                V_FN(s_ukernel)(kl, wf + (size_t)i0 * TR_MM_KC, TR_MM_KC, xp,
+                                ct + (size_t)i0 * Mp + mp, Mp, kc == 0);
+        }
+    }
+    for (int32_t m = 0; m < M; m++) {
+        float *y = p->y + (size_t)m * N + n0;
+        for (int32_t i = 0; i < nb; i++) {
+            float v = ct[(size_t)i * Mp + m] + (p->bias ? p->bias[n0 + i] : 0.0f);
+            y[i] = p->accumulate ? y[i] + v : v;
+        }
+    }
+}
+
+/* ---- per-dtype entry points, from kernels/dtypes.def ---- */
+
+#define TR_DTYPE(E, n, be, bb, nmse)                                                       \
+    static TR_TARGET void V_FN(s_gemv_##n)(void *ctx, int32_t task, int32_t thread) {      \
+        V_FN(s_gemv_generic)(ctx, task, V_FN(s_dec32_##n), s_dec1_##n);                     \
+    }                                                                                      \
+    static TR_TARGET void V_FN(s_gemm_##n)(void *ctx, int32_t task, int32_t thread) {      \
+        V_FN(s_gemm_generic)(ctx, task, thread, V_FN(s_dec32_##n), s_dec1_##n);             \
+    }
+#include "kernels/dtypes.def"
+#undef TR_DTYPE
+
+static const s_isa_mm_t V_FN(s_mm) = {
+    .mr = V_MR,
+    .mp = V_NRV * V_W,
+    .pack_x = V_FN(s_pack_x),
+    .gemv = {
+#define TR_DTYPE(E, n, be, bb, nmse) [TR_DTYPE_##E] = V_FN(s_gemv_##n),
+#include "kernels/dtypes.def"
+#undef TR_DTYPE
+    },
+    .gemm = {
+#define TR_DTYPE(E, n, be, bb, nmse) [TR_DTYPE_##E] = V_FN(s_gemm_##n),
+#include "kernels/dtypes.def"
+#undef TR_DTYPE
+    },
+};
