@@ -224,6 +224,13 @@ static int s_key_is(const msgpack_object *k, const char *name) {
     return k->via.str.size == n && memcmp(k->via.str.ptr, name, n) == 0;
 }
 
+static int s_fail_dup(tr_msg_err_t *err, const msgpack_object *k) {
+    char name[64];
+    tr_str_t ks = {k->via.str.ptr, k->via.str.size};
+    return s_fail(err, "bad_request", tr_str_copy(ks, name, sizeof name), "duplicate key '%s'",
+                  name);
+}
+
 static int s_get_int(const msgpack_object *o, int64_t *out) {
     if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
         if (o->via.u64 > (uint64_t)INT64_MAX) return -1;
@@ -479,8 +486,11 @@ int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err)
     }
     s_peek_id(root, err);
 
-    /* envelope: type, v, from; duplicate or non-string keys are refused */
+    /* envelope: type, v, from; duplicate or non-string keys are refused. Keys are compared
+     * pairwise only among the first 65 (bounded work); past them, a repeated key the codec
+     * reads is caught by its seen flag or present bit, and a repeated unknown key passes. */
     const msgpack_object *type_o = NULL;
+    bool seen_v = false, seen_from = false;
     m->v = 1;
     for (uint32_t i = 0; i < root->via.map.size; i++) {
         const msgpack_object *k = &root->via.map.ptr[i].key;
@@ -494,17 +504,23 @@ int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err)
             const msgpack_object *k2 = &root->via.map.ptr[j].key;
             if (k2->via.str.size == k->via.str.size &&
                 memcmp(k2->via.str.ptr, k->via.str.ptr, k->via.str.size) == 0) {
-                char name[64];
-                tr_str_t ks = {k->via.str.ptr, k->via.str.size};
-                s_fail(err, "bad_request", tr_str_copy(ks, name, sizeof name),
-                       "duplicate key '%s'", name);
+                s_fail_dup(err, k);
                 goto fail;
             }
             if (j > 64) break; /* keys past the first 64 are checked against their field */
         }
         if (s_key_is(k, "type")) {
+            if (type_o) {
+                s_fail_dup(err, k);
+                goto fail;
+            }
             type_o = val;
         } else if (s_key_is(k, "v")) {
+            if (seen_v) {
+                s_fail_dup(err, k);
+                goto fail;
+            }
+            seen_v = true;
             int64_t v;
             if (s_get_int(val, &v) != 0 || v < 1 || v > 1000000) {
                 s_fail(err, "bad_request", "v", "field 'v': expected a positive int version");
@@ -512,6 +528,11 @@ int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err)
             }
             m->v = (uint32_t)v;
         } else if (s_key_is(k, "from")) {
+            if (seen_from) {
+                s_fail_dup(err, k);
+                goto fail;
+            }
+            seen_from = true;
             if (val->type != MSGPACK_OBJECT_STR || val->via.str.size > 64) {
                 s_fail(err, "bad_request", "from", "field 'from': expected str of <= 64 bytes");
                 goto fail;
@@ -551,6 +572,10 @@ int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err)
         for (int fi = 0; fi < d->n_fields; fi++) {
             const tr_field_desc_t *f = &d->fields[fi];
             if (!s_key_is(k, f->name)) continue;
+            if (m->present >> fi & 1) { /* past the first 64 keys: the field was set */
+                s_fail_dup(err, k);
+                goto fail;
+            }
             if (s_decode_field(f, &root->via.map.ptr[i].val, base + f->offset, m->zone, err))
                 goto fail;
             m->present |= 1ull << fi;
