@@ -193,6 +193,10 @@ static int s_scan(const uint8_t *p, size_t n, size_t *used, int depth) {
             else body = (size_t)cnt;
         }
     }
+    /* msgpack-c's unpacker holds at most 32 open containers (MSGPACK_EMBED_STACK_SIZE),
+     * empty ones included: refuse the 33rd here, with the nesting error. */
+    bool container = (b & 0xe0) == 0x80 || (b >= 0xdc && b <= 0xdf);
+    if (container && depth >= TR_MSG_MAX_DEPTH) return -2;
     if (hdr > n || body > n - hdr) return -1;
     size_t off = hdr + body;
     if (items > n - off) return -3; /* every child needs at least one byte */
