@@ -17,6 +17,7 @@
 
 #define TR_MSG_MAX_DEPTH 32
 #define TR_MSG_STRS_ITEM_MAX 4096
+#define TR_MSG_FROM_MAX 64
 
 /* ---- descriptor tables, generated from msgs.def ---- */
 
@@ -235,6 +236,12 @@ static int s_fail_dup(tr_msg_err_t *err, const msgpack_object *k) {
                   name);
 }
 
+/* |v| <= limit (limit 0 = any), with no overflow at INT64_MIN. */
+static int s_in_limit(int64_t v, uint64_t limit) {
+    uint64_t mag = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    return limit == 0 || mag <= limit;
+}
+
 static int s_get_int(const msgpack_object *o, int64_t *out) {
     if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
         if (o->via.u64 > (uint64_t)INT64_MAX) return -1;
@@ -301,7 +308,7 @@ static int s_decode_field(const tr_field_desc_t *f, const msgpack_object *o, voi
         if (f->type == TR_FT_INT && v < 0)
             return s_fail(err, "bad_request", f->name,
                           "field '%s': must be >= 0, got %lld", f->name, (long long)v);
-        if (f->limit && (uint64_t)(v < 0 ? -v : v) > f->limit)
+        if (!s_in_limit(v, f->limit))
             return s_fail(err, "bad_request", f->name, "field '%s': %lld exceeds the limit of %llu",
                           f->name, (long long)v, (unsigned long long)f->limit);
         *(int64_t *)slot = v;
@@ -537,8 +544,9 @@ int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err)
                 goto fail;
             }
             seen_from = true;
-            if (val->type != MSGPACK_OBJECT_STR || val->via.str.size > 64) {
-                s_fail(err, "bad_request", "from", "field 'from': expected str of <= 64 bytes");
+            if (val->type != MSGPACK_OBJECT_STR || val->via.str.size > TR_MSG_FROM_MAX) {
+                s_fail(err, "bad_request", "from", "field 'from': expected str of <= %d bytes",
+                       TR_MSG_FROM_MAX);
                 goto fail;
             }
             m->from.p = val->via.str.ptr;
@@ -602,6 +610,8 @@ fail:
 
 /* ---- encode ---- */
 
+/* Refuses (TR_EINVAL) every value decode would refuse, so that what one actor sends the
+ * next one accepts. */
 static int s_pack_field(const tr_field_desc_t *f, const void *slot, msgpack_packer *pk) {
     switch (f->type) {
     case TR_FT_STR: {
@@ -610,16 +620,21 @@ static int s_pack_field(const tr_field_desc_t *f, const void *slot, msgpack_pack
         msgpack_pack_str(pk, s->n);
         return msgpack_pack_str_body(pk, s->p, s->n) ? TR_ENOMEM : TR_OK;
     }
-    case TR_FT_ID:
-        tr_id_pack(pk, *(const tr_id_t *)slot);
+    case TR_FT_ID: {
+        const tr_id_t *id = slot;
+        if (id->is_str && id->s.n > f->limit) return TR_EINVAL;
+        tr_id_pack(pk, *id);
         return TR_OK;
+    }
     case TR_FT_INT:
     case TR_FT_SINT: {
         int64_t v = *(const int64_t *)slot;
         if (f->type == TR_FT_INT && v < 0) return TR_EINVAL;
+        if (!s_in_limit(v, f->limit)) return TR_EINVAL;
         return msgpack_pack_int64(pk, v) ? TR_ENOMEM : TR_OK;
     }
     case TR_FT_FLOAT:
+        if (!isfinite(*(const double *)slot)) return TR_EINVAL;
         return msgpack_pack_double(pk, *(const double *)slot) ? TR_ENOMEM : TR_OK;
     case TR_FT_BOOL:
         return (*(const bool *)slot ? msgpack_pack_true(pk) : msgpack_pack_false(pk)) ? TR_ENOMEM
@@ -639,6 +654,8 @@ static int s_pack_field(const tr_field_desc_t *f, const void *slot, msgpack_pack
     case TR_FT_STRS: {
         const tr_strs_t *a = slot;
         if (f->limit && a->n > f->limit) return TR_EINVAL;
+        for (uint32_t i = 0; i < a->n; i++)
+            if (tr_strs_at(*a, i).n > TR_MSG_STRS_ITEM_MAX) return TR_EINVAL;
         msgpack_pack_array(pk, a->n);
         for (uint32_t i = 0; i < a->n; i++) {
             tr_str_t s = tr_strs_at(*a, i);
@@ -659,7 +676,7 @@ static int s_pack_field(const tr_field_desc_t *f, const void *slot, msgpack_pack
 
 int tr_msg_pack(const tr_msg_t *m, msgpack_packer *pk) {
     const tr_msg_desc_t *d = tr_msg_desc(m->type);
-    if (!d) return TR_EINVAL;
+    if (!d || m->from.n > TR_MSG_FROM_MAX) return TR_EINVAL;
     uint32_t n = 2 + (m->from.n ? 1 : 0);
     for (int fi = 0; fi < d->n_fields; fi++) {
         int has = (int)(m->present >> fi & 1);
