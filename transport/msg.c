@@ -438,7 +438,7 @@ static void s_peek_id(const msgpack_object *root, tr_msg_err_t *err) {
         if (kv->key.type != MSGPACK_OBJECT_STR || !s_key_is(&kv->key, "id")) continue;
         const msgpack_object *o = &kv->val;
         if (o->type == MSGPACK_OBJECT_STR && o->via.str.size < sizeof err->id_buf) {
-            memcpy(err->id_buf, o->via.str.ptr, o->via.str.size);
+            if (o->via.str.size) memcpy(err->id_buf, o->via.str.ptr, o->via.str.size);
             err->id_buf[o->via.str.size] = '\0';
             err->id.is_str = true;
             err->id.s.p = err->id_buf;
@@ -514,7 +514,8 @@ int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err)
         for (uint32_t j = 0; j < i; j++) {
             const msgpack_object *k2 = &root->via.map.ptr[j].key;
             if (k2->via.str.size == k->via.str.size &&
-                memcmp(k2->via.str.ptr, k->via.str.ptr, k->via.str.size) == 0) {
+                (k->via.str.size == 0 || /* msgpack-c: ptr is NULL for "" */
+                 memcmp(k2->via.str.ptr, k->via.str.ptr, k->via.str.size) == 0)) {
                 s_fail_dup(err, k);
                 goto fail;
             }
