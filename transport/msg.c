@@ -17,6 +17,7 @@
 
 #define TR_MSG_MAX_DEPTH 32
 #define TR_MSG_STRS_ITEM_MAX 4096
+#define TR_MSG_FROM_MAX 64
 
 /* ---- descriptor tables, generated from msgs.def ---- */
 
@@ -202,6 +203,10 @@ static int s_scan(const uint8_t *p, size_t n, size_t *used, int depth) {
             else body = (size_t)cnt;
         }
     }
+    /* msgpack-c's unpacker holds at most 32 open containers (MSGPACK_EMBED_STACK_SIZE),
+     * empty ones included: refuse the 33rd here, with the nesting error. */
+    bool container = (b & 0xe0) == 0x80 || (b >= 0xdc && b <= 0xdf);
+    if (container && depth >= TR_MSG_MAX_DEPTH) return -2;
     if (hdr > n || body > n - hdr) return -1;
     size_t off = hdr + body;
     if (items > n - off) return -3; /* every child needs at least one byte */
@@ -231,6 +236,19 @@ __attribute__((format(printf, 4, 5))) static int s_fail(tr_msg_err_t *err, const
 static int s_key_is(const msgpack_object *k, const char *name) {
     size_t n = strlen(name);
     return k->via.str.size == n && memcmp(k->via.str.ptr, name, n) == 0;
+}
+
+static int s_fail_dup(tr_msg_err_t *err, const msgpack_object *k) {
+    char name[64];
+    tr_str_t ks = {k->via.str.ptr, k->via.str.size};
+    return s_fail(err, "bad_request", tr_str_copy(ks, name, sizeof name), "duplicate key '%s'",
+                  name);
+}
+
+/* |v| <= limit (limit 0 = any), with no overflow at INT64_MIN. */
+static int s_in_limit(int64_t v, uint64_t limit) {
+    uint64_t mag = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    return limit == 0 || mag <= limit;
 }
 
 static int s_get_int(const msgpack_object *o, int64_t *out) {
@@ -299,7 +317,7 @@ static int s_decode_field(const tr_field_desc_t *f, const msgpack_object *o, voi
         if (f->type == TR_FT_INT && v < 0)
             return s_fail(err, "bad_request", f->name,
                           "field '%s': must be >= 0, got %lld", f->name, (long long)v);
-        if (f->limit && (uint64_t)(v < 0 ? -v : v) > f->limit)
+        if (!s_in_limit(v, f->limit))
             return s_fail(err, "bad_request", f->name, "field '%s': %lld exceeds the limit of %llu",
                           f->name, (long long)v, (unsigned long long)f->limit);
         *(int64_t *)slot = v;
@@ -429,7 +447,7 @@ static void s_peek_id(const msgpack_object *root, tr_msg_err_t *err) {
         if (kv->key.type != MSGPACK_OBJECT_STR || !s_key_is(&kv->key, "id")) continue;
         const msgpack_object *o = &kv->val;
         if (o->type == MSGPACK_OBJECT_STR && o->via.str.size < sizeof err->id_buf) {
-            memcpy(err->id_buf, o->via.str.ptr, o->via.str.size);
+            if (o->via.str.size) memcpy(err->id_buf, o->via.str.ptr, o->via.str.size);
             err->id_buf[o->via.str.size] = '\0';
             err->id.is_str = true;
             err->id.s.p = err->id_buf;
@@ -488,8 +506,11 @@ int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err)
     }
     s_peek_id(root, err);
 
-    /* envelope: type, v, from; duplicate or non-string keys are refused */
+    /* envelope: type, v, from; duplicate or non-string keys are refused. Keys are compared
+     * pairwise only among the first 65 (bounded work); past them, a repeated key the codec
+     * reads is caught by its seen flag or present bit, and a repeated unknown key passes. */
     const msgpack_object *type_o = NULL;
+    bool seen_v = false, seen_from = false;
     m->v = 1;
     for (uint32_t i = 0; i < root->via.map.size; i++) {
         const msgpack_object *k = &root->via.map.ptr[i].key;
@@ -502,18 +523,25 @@ int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err)
         for (uint32_t j = 0; j < i; j++) {
             const msgpack_object *k2 = &root->via.map.ptr[j].key;
             if (k2->via.str.size == k->via.str.size &&
-                memcmp(k2->via.str.ptr, k->via.str.ptr, k->via.str.size) == 0) {
-                char name[64];
-                tr_str_t ks = {k->via.str.ptr, k->via.str.size};
-                s_fail(err, "bad_request", tr_str_copy(ks, name, sizeof name),
-                       "duplicate key '%s'", name);
+                (k->via.str.size == 0 || /* msgpack-c: ptr is NULL for "" */
+                 memcmp(k2->via.str.ptr, k->via.str.ptr, k->via.str.size) == 0)) {
+                s_fail_dup(err, k);
                 goto fail;
             }
             if (j > 64) break; /* keys past the first 64 are checked against their field */
         }
         if (s_key_is(k, "type")) {
+            if (type_o) {
+                s_fail_dup(err, k);
+                goto fail;
+            }
             type_o = val;
         } else if (s_key_is(k, "v")) {
+            if (seen_v) {
+                s_fail_dup(err, k);
+                goto fail;
+            }
+            seen_v = true;
             int64_t v;
             if (s_get_int(val, &v) != 0 || v < 1 || v > 1000000) {
                 s_fail(err, "bad_request", "v", "field 'v': expected a positive int version");
@@ -521,8 +549,14 @@ int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err)
             }
             m->v = (uint32_t)v;
         } else if (s_key_is(k, "from")) {
-            if (val->type != MSGPACK_OBJECT_STR || val->via.str.size > 64) {
-                s_fail(err, "bad_request", "from", "field 'from': expected str of <= 64 bytes");
+            if (seen_from) {
+                s_fail_dup(err, k);
+                goto fail;
+            }
+            seen_from = true;
+            if (val->type != MSGPACK_OBJECT_STR || val->via.str.size > TR_MSG_FROM_MAX) {
+                s_fail(err, "bad_request", "from", "field 'from': expected str of <= %d bytes",
+                       TR_MSG_FROM_MAX);
                 goto fail;
             }
             m->from.p = val->via.str.ptr;
@@ -560,6 +594,10 @@ int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err)
         for (int fi = 0; fi < d->n_fields; fi++) {
             const tr_field_desc_t *f = &d->fields[fi];
             if (!s_key_is(k, f->name)) continue;
+            if (m->present >> fi & 1) { /* past the first 64 keys: the field was set */
+                s_fail_dup(err, k);
+                goto fail;
+            }
             if (s_decode_field(f, &root->via.map.ptr[i].val, base + f->offset, m->zone, err))
                 goto fail;
             m->present |= 1ull << fi;
@@ -582,6 +620,8 @@ fail:
 
 /* ---- encode ---- */
 
+/* Refuses (TR_EINVAL) every value decode would refuse, so that what one actor sends the
+ * next one accepts. */
 static int s_pack_field(const tr_field_desc_t *f, const void *slot, msgpack_packer *pk) {
     switch (f->type) {
     case TR_FT_STR: {
@@ -590,16 +630,21 @@ static int s_pack_field(const tr_field_desc_t *f, const void *slot, msgpack_pack
         msgpack_pack_str(pk, s->n);
         return msgpack_pack_str_body(pk, s->p, s->n) ? TR_ENOMEM : TR_OK;
     }
-    case TR_FT_ID:
-        tr_id_pack(pk, *(const tr_id_t *)slot);
+    case TR_FT_ID: {
+        const tr_id_t *id = slot;
+        if (id->is_str && id->s.n > f->limit) return TR_EINVAL;
+        tr_id_pack(pk, *id);
         return TR_OK;
+    }
     case TR_FT_INT:
     case TR_FT_SINT: {
         int64_t v = *(const int64_t *)slot;
         if (f->type == TR_FT_INT && v < 0) return TR_EINVAL;
+        if (!s_in_limit(v, f->limit)) return TR_EINVAL;
         return msgpack_pack_int64(pk, v) ? TR_ENOMEM : TR_OK;
     }
     case TR_FT_FLOAT:
+        if (!isfinite(*(const double *)slot)) return TR_EINVAL;
         return msgpack_pack_double(pk, *(const double *)slot) ? TR_ENOMEM : TR_OK;
     case TR_FT_BOOL:
         return (*(const bool *)slot ? msgpack_pack_true(pk) : msgpack_pack_false(pk)) ? TR_ENOMEM
@@ -619,6 +664,8 @@ static int s_pack_field(const tr_field_desc_t *f, const void *slot, msgpack_pack
     case TR_FT_STRS: {
         const tr_strs_t *a = slot;
         if (f->limit && a->n > f->limit) return TR_EINVAL;
+        for (uint32_t i = 0; i < a->n; i++)
+            if (tr_strs_at(*a, i).n > TR_MSG_STRS_ITEM_MAX) return TR_EINVAL;
         msgpack_pack_array(pk, a->n);
         for (uint32_t i = 0; i < a->n; i++) {
             tr_str_t s = tr_strs_at(*a, i);
@@ -639,7 +686,7 @@ static int s_pack_field(const tr_field_desc_t *f, const void *slot, msgpack_pack
 
 int tr_msg_pack(const tr_msg_t *m, msgpack_packer *pk) {
     const tr_msg_desc_t *d = tr_msg_desc(m->type);
-    if (!d) return TR_EINVAL;
+    if (!d || m->from.n > TR_MSG_FROM_MAX) return TR_EINVAL;
     uint32_t n = 2 + (m->from.n ? 1 : 0);
     for (int fi = 0; fi < d->n_fields; fi++) {
         int has = (int)(m->present >> fi & 1);
