@@ -14,7 +14,7 @@
  *  V_HSUM/HMAX   horizontal sum / max
  *  V_LOAD_BF16 / V_LOAD_F16 / V_LOAD_I8   V_W stored values widened to f32
  *  V_EXP         e^x (polynomial on SIMD ISAs, about 2 ulp; 0 below -87.3)
- *  V_MR, V_NRV   GEMM micro-tile: V_MR rows of x times V_NRV * V_W output features   */
+ *  V_MR, V_NRV   GEMM micro-tile: V_MR weight rows times V_NRV vectors of tokens      */
 
 #include <immintrin.h>
 #include <math.h>

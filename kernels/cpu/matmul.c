@@ -9,13 +9,14 @@
  * V_MR rows of it in L1. */
 #define TR_MM_KC 256
 /* GEMM from this many rows of x; below, the GEMV (memory-bound decode) path. */
-#define TR_MM_GEMM_MIN_M 16
+#define TR_MM_GEMM_MIN_M 8
 
 typedef struct {
     const tr_matmul_params_t *p;
     tr_cpu_t *cpu;
     size_t row_bytes;             /* bytes of one weight row */
     int32_t nb;                   /* output features per task */
+    int32_t mr, mp;               /* GEMM: weight rows and tokens per micro-tile */
     int32_t Mp;                   /* GEMM: M rounded up to the token panel */
     float *xp;                    /* GEMM: packed x, (Mp / MP, K, MP) */
 } s_mm_t;
@@ -39,7 +40,7 @@ static inline float s_dec1_q8_0(const void *row, int32_t k) {
 }
 
 typedef struct {
-    int32_t mr, mp;
+    int32_t mr, mp, w;            /* micro-tile rows, token panel, vector width */
     tr_pool_fn pack_x;
     tr_pool_fn gemv[TR_DTYPE_COUNT];
     tr_pool_fn gemm[TR_DTYPE_COUNT];
@@ -71,14 +72,17 @@ int tr_cpu_matmul(tr_ops_t *ops, const tr_matmul_params_t *p) {
         tr_pool_run(cpu->pool, (p->N + a.nb - 1) / a.nb, isa->gemv[p->w_dtype], &a);
         return TR_OK;
     }
-    a.Mp = (p->M + isa->mp - 1) / isa->mp * isa->mp;
-    a.nb = s_task_size(p->N, isa->mr, threads, 128 / isa->mr);
-    size_t nbp = (size_t)(a.nb + isa->mr - 1) / isa->mr * isa->mr;
+    /* one-vector token panels (and twice the weight rows) when M fits one vector */
+    a.mp = p->M <= isa->w && isa->w > 1 ? isa->w : isa->mp;
+    a.mr = a.mp == isa->mp ? isa->mr : 2 * isa->mr;
+    a.Mp = (p->M + a.mp - 1) / a.mp * a.mp;
+    a.nb = s_task_size(p->N, a.mr, threads, 128 / a.mr);
+    size_t nbp = (size_t)(a.nb + a.mr - 1) / a.mr * a.mr;
     if (tr_cpu_reserve(cpu, nbp * (TR_MM_KC + (size_t)a.Mp) * sizeof(float)) ||
         tr_cpu_reserve_shared(cpu, (size_t)a.Mp * p->K * sizeof(float)))
         return TR_ENOMEM;
     a.xp = cpu->shared;
-    tr_pool_run(cpu->pool, a.Mp / isa->mp, isa->pack_x, &a);
+    tr_pool_run(cpu->pool, a.Mp / a.mp, isa->pack_x, &a);
     tr_pool_run(cpu->pool, (p->N + a.nb - 1) / a.nb, isa->gemm[p->w_dtype], &a);
     return TR_OK;
 }

@@ -9,9 +9,10 @@
  *  once and dotted with up to four rows of x at a time. Memory-bound: streams W once.
  *
  *  GEMM (larger M, prefill): x is first packed into panels of MP = V_NRV * V_W tokens laid
- *  out (K, MP), so one vector holds MP tokens of one input feature. A task owns NB output
+ *  out (K, MP), so one vector holds V_W tokens of one input feature (MP = V_W, one vector,
+ *  when M <= V_W, so that a batch of 16 decodes wastes no lanes). A task owns NB output
  *  features; per KC slice of K it decodes its NB weight rows to f32 (no transpose needed)
- *  and runs V_MR x MP micro-tiles: acc[i][j] += broadcast(w[i][k]) * xpanel[k][j]. Results
+ *  and runs MR x MP micro-tiles: acc[i][j] += broadcast(w[i][k]) * xpanel[k][j]. Results
  *  accumulate in a per-task transposed tile (NB, Mp) and are written to y once at the end,
  *  with bias and the optional residual add.                                         */
 
@@ -106,7 +107,7 @@ V_FN(s_gemv_generic)(void *ctx, int32_t task, V_FN(s_dec32_fn) dec32, s_dec1_fn 
 static TR_TARGET void V_FN(s_pack_x)(void *ctx, int32_t task, int32_t thread) {
     const s_mm_t *a = ctx;
     const tr_matmul_params_t *p = a->p;
-    const int32_t K = p->K, MP = V_NRV * V_W;
+    const int32_t K = p->K, MP = a->mp;
     float *xp = a->xp + (size_t)task * K * MP;
     for (int32_t j = 0; j < MP; j++) {
         int32_t m = task * MP + j;
@@ -119,33 +120,33 @@ static TR_TARGET void V_FN(s_pack_x)(void *ctx, int32_t task, int32_t thread) {
     }
 }
 
-/* c (V_MR rows of MP, row stride ldc) (+)= w (V_MR rows, stride ldw) x xp (kl, MP). */
+/* c (MR rows of NV vectors, row stride ldc) (+)= w (MR rows, stride ldw) . xp (kl, NV V_W).
+ * MR and NV are constants at every call: (V_MR, V_NRV), or (2 V_MR, 1) for small M. */
 static inline __attribute__((always_inline)) TR_TARGET void
-V_FN(s_ukernel)(int32_t kl, const float *w, int32_t ldw, const float *xp, float *c,
-                int32_t ldc, int first) {
-    const int32_t MP = V_NRV * V_W;
-    vf acc[V_MR][V_NRV];
-#pragma GCC unroll 16
-    for (int i = 0; i < V_MR; i++) {
+V_FN(s_ukernel)(const int MR, const int NV, int32_t kl, const float *w, int32_t ldw,
+                const float *xp, float *c, int32_t ldc, int first) {
+    vf acc[2 * V_MR][V_NRV];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; i++) {
 #pragma GCC unroll 4
-        for (int j = 0; j < V_NRV; j++)
+        for (int j = 0; j < NV; j++)
             acc[i][j] = first ? V_ZERO() : V_LOAD(c + (size_t)i * ldc + j * V_W);
     }
     for (int32_t k = 0; k < kl; k++) {
         vf xv[V_NRV];
 #pragma GCC unroll 4
-        for (int j = 0; j < V_NRV; j++) xv[j] = V_LOAD(xp + (size_t)k * MP + j * V_W);
-#pragma GCC unroll 16
-        for (int i = 0; i < V_MR; i++) {
+        for (int j = 0; j < NV; j++) xv[j] = V_LOAD(xp + (size_t)k * NV * V_W + j * V_W);
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; i++) {
             vf wb = V_SET1(w[(size_t)i * ldw + k]);
 #pragma GCC unroll 4
-            for (int j = 0; j < V_NRV; j++) acc[i][j] = V_FMA(wb, xv[j], acc[i][j]);
+            for (int j = 0; j < NV; j++) acc[i][j] = V_FMA(wb, xv[j], acc[i][j]);
         }
     }
-#pragma GCC unroll 16
-    for (int i = 0; i < V_MR; i++) {
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; i++) {
 #pragma GCC unroll 4
-        for (int j = 0; j < V_NRV; j++) V_STORE(c + (size_t)i * ldc + j * V_W, acc[i][j]);
+        for (int j = 0; j < NV; j++) V_STORE(c + (size_t)i * ldc + j * V_W, acc[i][j]);
     }
 }
 
@@ -154,9 +155,9 @@ V_FN(s_gemm_generic)(void *ctx, int32_t task, int32_t thread, V_FN(s_dec32_fn) d
                      s_dec1_fn dec1) {
     const s_mm_t *a = ctx;
     const tr_matmul_params_t *p = a->p;
-    const int32_t K = p->K, M = p->M, N = p->N, MP = V_NRV * V_W, Mp = a->Mp;
+    const int32_t K = p->K, M = p->M, N = p->N, MP = a->mp, Mp = a->Mp, MR = a->mr;
     const int32_t n0 = task * a->nb, nb = n0 + a->nb < N ? a->nb : N - n0;
-    const int32_t nbp = (nb + V_MR - 1) / V_MR * V_MR;
+    const int32_t nbp = (nb + MR - 1) / MR * MR;
     float *wf = a->cpu->scratch[thread];            /* (nbp, TR_MM_KC) decoded weights */
     float *ct = wf + (size_t)nbp * TR_MM_KC;        /* (nbp, Mp) transposed result */
     for (int32_t kc = 0; kc < K; kc += TR_MM_KC) {
@@ -176,9 +177,14 @@ V_FN(s_gemm_generic)(void *ctx, int32_t task, int32_t thread, V_FN(s_dec32_fn) d
         for (int32_t i = nb; i < nbp; i++) memset(wf + (size_t)i * TR_MM_KC, 0, kl * 4);
         for (int32_t mp = 0; mp < Mp; mp += MP) {
             const float *xp = a->xp + (size_t)mp * K + (size_t)kc * MP;
-            for (int32_t i0 = 0; i0 < nbp; i0 += V_MR)
-                V_FN(s_ukernel)(kl, wf + (size_t)i0 * TR_MM_KC, TR_MM_KC, xp,
-                                ct + (size_t)i0 * Mp + mp, Mp, kc == 0);
+            for (int32_t i0 = 0; i0 < nbp; i0 += MR) {
+                if (MP == V_W * V_NRV)
+                    V_FN(s_ukernel)(V_MR, V_NRV, kl, wf + (size_t)i0 * TR_MM_KC, TR_MM_KC, xp,
+                                    ct + (size_t)i0 * Mp + mp, Mp, kc == 0);
+                else
+                    V_FN(s_ukernel)(2 * V_MR, 1, kl, wf + (size_t)i0 * TR_MM_KC, TR_MM_KC, xp,
+                                    ct + (size_t)i0 * Mp + mp, Mp, kc == 0);
+            }
         }
     }
     for (int32_t m = 0; m < M; m++) {
@@ -205,6 +211,7 @@ V_FN(s_gemm_generic)(void *ctx, int32_t task, int32_t thread, V_FN(s_dec32_fn) d
 static const s_isa_mm_t V_FN(s_mm) = {
     .mr = V_MR,
     .mp = V_NRV * V_W,
+    .w = V_W,
     .pack_x = V_FN(s_pack_x),
     .gemv = {
 #define TR_DTYPE(E, n, be, bb, nmse) [TR_DTYPE_##E] = V_FN(s_gemv_##n),
