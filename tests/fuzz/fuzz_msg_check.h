@@ -134,7 +134,9 @@ static int tr_msg_check_input(const uint8_t *data, size_t size, char *why, size_
         if (!err.code[0] || !err.text[0])
             return s_check_fail(why, why_n, "decode failed without a code and a sentence");
         if (m.zone) return s_check_fail(why, why_n, "failed decode left a zone behind");
-        if (strstr(err.text, "unpack error"))
+        /* msg.c's sentence for that case; a prefix, since later text may quote the input */
+        static const char unpack_failed[] = "malformed msgpack (unpack error";
+        if (strncmp(err.text, unpack_failed, sizeof unpack_failed - 1) == 0)
             return s_check_fail(why, why_n, "the pre-scan passed what msgpack-c refused: %s",
                                 err.text);
         if (err.has_id && err.id.is_str &&
