@@ -949,7 +949,7 @@ static void s_usage(FILE *f) {
             "  --rtt N             timed round trips for payloads < 64 KiB (default 20000)\n"
             "  --rtt-large N       timed round trips for larger payloads (default 1000)\n"
             "  --burst M           messages per one-way burst, payloads < 64 KiB (default 200000)\n"
-            "  --burst-large M     messages per one-way burst, larger payloads (default 300)\n"
+            "  --burst-large M     messages per one-way burst, larger payloads (default 1000)\n"
             "                      (warm-up: 10%% more round trips, and a burst of 10%% of M)\n"
             "  --repeat R          runs per cell; medians are reported (default 1)\n"
             "  --quick             smoke run: small counts\n"
@@ -972,7 +972,7 @@ static int s_parse_i64(const char *s, int64_t lo, int64_t *out) {
 static int s_parse_args(int argc, char **argv, s_opts_t *o) {
     *o = (s_opts_t){.transports = {1, 1, 1}, .payloads = {64, 1048576}, .n_payloads = 2,
                     .rtt_small = 20000, .rtt_large = 1000, .burst_small = 200000,
-                    .burst_large = 300, .repeat = 1, .timeout_s = 60};
+                    .burst_large = 1000, .repeat = 1, .timeout_s = 60};
     int64_t v;
     int set_rtt = 0, set_rtt_l = 0, set_burst = 0, set_burst_l = 0, i;
     for (i = 1; i < argc; i++) {
