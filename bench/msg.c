@@ -38,6 +38,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -352,6 +353,8 @@ typedef struct {
     const char *json_path;
     int check;                       /* exit 1 when a target is missed */
     int quick;
+    cpu_set_t cpus;                  /* --cpus: where every thread runs; empty: anywhere */
+    char cpus_text[64];
 } s_opts_t;
 
 /* One measurement: either timings (rtt: count samples; burst: one) or an error. */
@@ -884,6 +887,8 @@ static void s_print_header(const s_opts_t *o, const char *cpu, long ncpu, double
            "warm-up; p50/p99 in us\n", o->rtt_small, o->rtt_large);
     printf("one-way: bursts of %" PRId64 " / %" PRId64 " messages after a 10%% warm-up burst; "
            "messages/s (MB/s)\n", o->burst_small, o->burst_large);
+    printf("threads: %s%s\n", o->cpus_text[0] ? "pinned to CPUs " : "not pinned",
+           o->cpus_text);
     printf("figures: medians of %d run(s); ratios: runtime / raw, median of the per-run ratios\n",
            o->repeat);
     printf("targets: round trip p50 ratio <= %.1f, one-way msg/s ratio >= %.1f\n\n", S_RTT_TARGET,
@@ -951,13 +956,14 @@ static int s_write_json(const s_opts_t *o, const s_cell_t *cells, int n, const c
         json_array_append_new(results, r);
     }
     json_t *root = json_pack(
-        "{s:s, s:{s:I, s:s, s:s, s:f, s:f}, s:{s:I, s:I, s:I, s:I, s:i, s:b}, s:{s:f, s:f}, s:o}",
+        "{s:s, s:{s:I, s:s, s:s, s:f, s:f}, s:{s:I, s:I, s:I, s:I, s:i, s:b, s:s}, s:{s:f, s:f}, "
+        "s:o}",
         "bench", "msg", "machine", "nproc", (json_int_t)ncpu, "cpu", cpu, "libzmq", zv,
         "load_avg_start", load0, "load_avg_end", load1, "options",
         "rtt_small", (json_int_t)o->rtt_small, "rtt_large", (json_int_t)o->rtt_large, "burst_small",
         (json_int_t)o->burst_small, "burst_large", (json_int_t)o->burst_large, "repeat", o->repeat,
-        "quick", o->quick, "targets", "rtt_ratio_max", S_RTT_TARGET, "oneway_ratio_min",
-        S_TPUT_TARGET, "results", results);
+        "quick", o->quick, "cpus", o->cpus_text, "targets", "rtt_ratio_max", S_RTT_TARGET,
+        "oneway_ratio_min", S_TPUT_TARGET, "results", results);
     int rc = json_dump_file(root, o->json_path, JSON_INDENT(2)) == 0 ? TR_OK : TR_EIO;
     json_decref(root);
     return rc;
@@ -978,6 +984,8 @@ static void s_usage(FILE *f) {
             "  --burst-large M     messages per one-way burst, larger payloads (default 1000)\n"
             "                      (warm-up: 10%% more round trips, and a burst of 10%% of M)\n"
             "  --repeat R          runs per cell; medians are reported (default 1)\n"
+            "  --cpus LIST         run every thread on these CPUs (e.g. 0: one core, no\n"
+            "                      cross-CPU wake-ups); default: wherever the kernel puts them\n"
             "  --quick             smoke run: small counts\n"
             "  --timeout S         seconds one measurement may take (default 60)\n"
             "  --json FILE         also write the figures as JSON\n"
@@ -1010,6 +1018,16 @@ static int s_parse_args(int argc, char **argv, s_opts_t *o) {
             o->quick = 1;
         } else if (!strcmp(a, "--check")) {
             o->check = 1;
+        } else if (!strcmp(a, "--cpus")) {
+            if (!val || strlen(val) >= sizeof o->cpus_text) goto bad;
+            snprintf(o->cpus_text, sizeof o->cpus_text, "%s", val);
+            char tmp[64];
+            snprintf(tmp, sizeof tmp, "%s", val);
+            for (char *save, *t = strtok_r(tmp, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                if (s_parse_i64(t, 0, &v) != TR_OK || v >= CPU_SETSIZE) goto bad;
+                CPU_SET((int)v, &o->cpus);
+            }
+            i++;
         } else if (!strcmp(a, "--json")) {
             if (!val) goto bad;
             o->json_path = val;
@@ -1079,6 +1097,12 @@ int main(int argc, char **argv) {
     tr_log_set_level(level < 0 ? TR_LOG_WARN : (tr_log_level_t)level);
     s_opts_t o;
     if (s_parse_args(argc, argv, &o) != TR_OK) return 2;
+    /* threads inherit the affinity of the thread that creates them: actor threads, the raw
+     * echo thread and libzmq's I/O threads all start from this one */
+    if (CPU_COUNT(&o.cpus) && sched_setaffinity(0, sizeof o.cpus, &o.cpus) != 0) {
+        fprintf(stderr, "bench_msg: --cpus %s: %s\n", o.cpus_text, strerror(errno));
+        return 2;
+    }
 
     char cpu[256];
     s_cpu_model(cpu, sizeof cpu);
