@@ -567,7 +567,6 @@ done:
 
 typedef struct {
     void *zctx;                      /* borrowed */
-    s_transport_t tr;
     s_mode_t mode;
     int64_t warmup, count;
     int timeout_ms;
@@ -645,7 +644,7 @@ static int s_raw_measure(const s_opts_t *o, s_transport_t tr, s_mode_t mode, siz
     int rc = TR_ERR, zero = 0, thread_started = 0;
     void *zctx = zmq_ctx_new(), *pull = NULL, *push = NULL;
     uint8_t *buf = malloc(payload ? payload : 1);
-    s_raw_echo_t e = {.zctx = zctx, .tr = tr, .mode = mode, .warmup = warmup, .count = count,
+    s_raw_echo_t e = {.zctx = zctx, .mode = mode, .warmup = warmup, .count = count,
                       .timeout_ms = o->timeout_s * 1000};
     pthread_t th;
     pthread_mutex_init(&e.mu, NULL);
@@ -1129,6 +1128,10 @@ int main(int argc, char **argv) {
     if (n_failed) printf("%d FAILED; ", n_failed);
     if (n_missed) printf("%d target(s) missed (MISS above)\n", n_missed);
     else printf("every target met\n");
+    if (!o.cpus_text[0])
+        printf("note: unpinned round trips depend on where the kernel puts the two threads (one\n"
+               "core or two; on a VM, waking an idle vCPU costs tens of us); --cpus 0 compares\n"
+               "the software paths alone (docs/perf.md)\n");
     if (o.json_path && s_write_json(&o, cells, n_cells, cpu, ncpu, load0, load1) != TR_OK) {
         fprintf(stderr, "bench_msg: cannot write %s\n", o.json_path);
         return 1;
