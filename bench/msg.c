@@ -38,6 +38,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,7 +233,8 @@ static int s_driver_on_bench(void *self_, const tr_msg_t *msg) {
         if (b->seq != self->next || got != self->payload_n)
             return s_driver_fail(self, "answer seq %" PRId64 " with %u bytes, expected seq %" PRId64
                                  " with %u", b->seq, got, self->next, self->payload_n);
-        if (self->next >= self->n_warmup) self->samples[self->next - self->n_warmup] = now - self->t0_ns;
+        if (self->next >= self->n_warmup)
+            self->samples[self->next - self->n_warmup] = now - self->t0_ns;
         if (++self->next == self->n_warmup + self->n_count) return s_driver_report(self);
         return s_driver_rtt_next(self);
     }
@@ -351,6 +353,8 @@ typedef struct {
     const char *json_path;
     int check;                       /* exit 1 when a target is missed */
     int quick;
+    cpu_set_t cpus;                  /* --cpus: where every thread runs; empty: anywhere */
+    char cpus_text[64];
 } s_opts_t;
 
 /* One measurement: either timings (rtt: count samples; burst: one) or an error. */
@@ -369,14 +373,17 @@ typedef struct {
     s_transport_t transport;
     size_t payload;
     int64_t n_rtt, n_burst;
-    s_side_t raw, rt;
+    s_side_t raw, rt;                /* medians over the runs */
+    double ratio_p50, ratio_p99;     /* runtime / raw round trip: median of the per-run ratios */
+    double ratio_tput;               /* runtime / raw messages/s: likewise */
     int ok;                          /* every measurement of the cell succeeded */
     char err[512];
 } s_cell_t;
 
 static unsigned s_run_counter;       /* names unique inproc endpoints; main thread only */
 
-static int s_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int s_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int s_fail(char *err, size_t errlen, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -396,7 +403,8 @@ static int s_free_port_pair(void) {
             int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
             if (fd < 0) return -1;
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-            struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(port + j))};
+            struct sockaddr_in sa = {.sin_family = AF_INET};
+            sa.sin_port = htons((uint16_t)(port + j));
             sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
             okays += bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
             close(fd);
@@ -536,7 +544,8 @@ static int s_runtime_measure(const s_opts_t *o, s_transport_t tr, s_mode_t mode,
     } else if (!(out->ns = malloc((size_t)want * sizeof(uint64_t)))) {
         s_fail(err, errlen, "out of memory");
     } else {
-        memcpy(out->ns, m.u.bench.payload.p, (size_t)want * sizeof(uint64_t)); /* may be unaligned */
+        /* the bin may be unaligned: copy it out */
+        memcpy(out->ns, m.u.bench.payload.p, (size_t)want * sizeof(uint64_t));
         out->n = want;
         rc = TR_OK;
     }
@@ -558,7 +567,6 @@ done:
 
 typedef struct {
     void *zctx;                      /* borrowed */
-    s_transport_t tr;
     s_mode_t mode;
     int64_t warmup, count;
     int timeout_ms;
@@ -636,7 +644,7 @@ static int s_raw_measure(const s_opts_t *o, s_transport_t tr, s_mode_t mode, siz
     int rc = TR_ERR, zero = 0, thread_started = 0;
     void *zctx = zmq_ctx_new(), *pull = NULL, *push = NULL;
     uint8_t *buf = malloc(payload ? payload : 1);
-    s_raw_echo_t e = {.zctx = zctx, .tr = tr, .mode = mode, .warmup = warmup, .count = count,
+    s_raw_echo_t e = {.zctx = zctx, .mode = mode, .warmup = warmup, .count = count,
                       .timeout_ms = o->timeout_s * 1000};
     pthread_t th;
     pthread_mutex_init(&e.mu, NULL);
@@ -697,7 +705,8 @@ static int s_raw_measure(const s_opts_t *o, s_transport_t tr, s_mode_t mode, siz
             if (zmq_send(push, buf, payload, 0) < 0 || zmq_msg_recv(&m, pull, 0) < 0) goto zfail;
             uint64_t dt = tr_now_ns() - t0;
             if (zmq_msg_size(&m) != payload) {
-                s_fail(err, errlen, "raw: answer of %zu bytes, expected %zu", zmq_msg_size(&m), payload);
+                s_fail(err, errlen, "raw: answer of %zu bytes, expected %zu", zmq_msg_size(&m),
+                       payload);
                 goto done;
             }
             if (i >= warmup) out->ns[i - warmup] = dt;
@@ -712,8 +721,8 @@ static int s_raw_measure(const s_opts_t *o, s_transport_t tr, s_mode_t mode, siz
             uint64_t dt = tr_now_ns() - t0, got = 0;
             if (zmq_msg_size(&m) == sizeof got) memcpy(&got, zmq_msg_data(&m), sizeof got);
             if (got != (uint64_t)len) {
-                s_fail(err, errlen, "raw: the echo counted %" PRIu64 " of %" PRId64 " messages", got,
-                       len);
+                s_fail(err, errlen, "raw: the echo counted %" PRIu64 " of %" PRId64 " messages",
+                       got, len);
                 goto done;
             }
             out->ns[0] = dt;
@@ -774,7 +783,8 @@ typedef int (*s_measure_fn)(const s_opts_t *, s_transport_t, s_mode_t, size_t, i
                             s_timings_t *, char *, size_t);
 
 /* Run r of one side: acc[r] = {p50 us, p99 us, msgs/s, MB/s}. */
-static int s_measure_side(const s_opts_t *o, s_measure_fn fn, s_cell_t *c, int r, double (*acc)[4]) {
+static int s_measure_side(const s_opts_t *o, s_measure_fn fn, s_cell_t *c, int r,
+                          double (*acc)[4]) {
     s_timings_t t;
     if (fn(o, c->transport, S_RTT, c->payload, c->n_rtt / 10, c->n_rtt, &t, c->err,
            sizeof c->err) != TR_OK)
@@ -802,6 +812,14 @@ static void s_fold(double (*acc)[4], int n, s_side_t *out) {
     }
 }
 
+/* Median over the runs of rt[r][j] / raw[r][j]: each run pairs the two sides measured
+ * back to back, so load that comes and goes between runs cancels out. */
+static double s_ratio(double (*rt)[4], double (*raw)[4], int n, int j) {
+    double v[64];
+    for (int r = 0; r < n; r++) v[r] = rt[r][j] / raw[r][j];
+    return s_median(v, n);
+}
+
 static int s_measure_cell(const s_opts_t *o, s_cell_t *c) {
     double raw[64][4], rt[64][4];
     int large = c->payload >= S_LARGE_PAYLOAD;
@@ -815,6 +833,9 @@ static int s_measure_cell(const s_opts_t *o, s_cell_t *c) {
     }
     s_fold(raw, o->repeat, &c->raw);
     s_fold(rt, o->repeat, &c->rt);
+    c->ratio_p50 = s_ratio(rt, raw, o->repeat, 0);
+    c->ratio_p99 = s_ratio(rt, raw, o->repeat, 1);
+    c->ratio_tput = s_ratio(rt, raw, o->repeat, 2);
     c->ok = 1;
     return TR_OK;
 }
@@ -831,8 +852,6 @@ static const char *s_size_name(size_t n, char *buf, size_t bufsize) {
     return buf;
 }
 
-static double s_rtt_ratio(const s_cell_t *c) { return c->rt.p50_us / c->raw.p50_us; }
-static double s_tput_ratio(const s_cell_t *c) { return c->rt.msgs_per_s / c->raw.msgs_per_s; }
 
 static void s_cpu_model(char *buf, size_t bufsize) {
     snprintf(buf, bufsize, "unknown");
@@ -850,18 +869,29 @@ static void s_cpu_model(char *buf, size_t bufsize) {
     fclose(f);
 }
 
-static void s_print_header(const s_opts_t *o, const char *cpu, long ncpu) {
+/* The 1-minute load average, or -1. */
+static double s_load(void) {
+    double l[1];
+    return getloadavg(l, 1) == 1 ? l[0] : -1;
+}
+
+static void s_print_header(const s_opts_t *o, const char *cpu, long ncpu, double load) {
     int maj, min, pat;
     zmq_version(&maj, &min, &pat);
     printf("bench/msg: troupe runtime messaging vs raw libzmq %d.%d.%d (same pattern, one "
            "payload copy per send)\n", maj, min, pat);
-    printf("machine: %ld cores, %s\n", ncpu, cpu);
+    printf("machine: %ld cores, %s; load average %.2f at start (other work skews the figures)\n",
+           ncpu, cpu, load);
     printf("round trip: %" PRId64 " timed (payload < 64 KiB) / %" PRId64 " (larger) after 10%% "
            "warm-up; p50/p99 in us\n", o->rtt_small, o->rtt_large);
     printf("one-way: bursts of %" PRId64 " / %" PRId64 " messages after a 10%% warm-up burst; "
            "messages/s (MB/s)\n", o->burst_small, o->burst_large);
-    printf("figures: median of %d run(s); targets: round trip p50 <= %.1fx raw, one-way >= %.1fx "
-           "raw\n\n", o->repeat, S_RTT_TARGET, S_TPUT_TARGET);
+    printf("threads: %s%s\n", o->cpus_text[0] ? "pinned to CPUs " : "not pinned",
+           o->cpus_text);
+    printf("figures: medians of %d run(s); ratios: runtime / raw, median of the per-run ratios\n",
+           o->repeat);
+    printf("targets: round trip p50 ratio <= %.1f, one-way msg/s ratio >= %.1f\n\n", S_RTT_TARGET,
+           S_TPUT_TARGET);
     printf("%-9s %-8s | %-17s %-17s %-13s | %-21s %-21s %-9s\n", "", "", "round trip (us)", "", "",
            "one-way", "", "");
     printf("%-9s %-8s | %-17s %-17s %-13s | %-21s %-21s %-9s\n", "transport", "payload",
@@ -883,10 +913,10 @@ static void s_print_cell(const s_cell_t *c) {
     snprintf(d, sizeof d, "%.0f (%.0f)", c->raw.msgs_per_s, c->raw.mb_per_s);
     snprintf(e, sizeof e, "%.0f (%.0f)", c->rt.msgs_per_s, c->rt.mb_per_s);
     char r1[32], r2[32];
-    snprintf(r1, sizeof r1, "%.2f/%.2f %s", s_rtt_ratio(c), c->rt.p99_us / c->raw.p99_us,
-             s_rtt_ratio(c) <= S_RTT_TARGET ? "ok" : "MISS");
-    snprintf(r2, sizeof r2, "%.2f %s", s_tput_ratio(c),
-             s_tput_ratio(c) >= S_TPUT_TARGET ? "ok" : "MISS");
+    snprintf(r1, sizeof r1, "%.2f/%.2f %s", c->ratio_p50, c->ratio_p99,
+             c->ratio_p50 <= S_RTT_TARGET ? "ok" : "MISS");
+    snprintf(r2, sizeof r2, "%.2f %s", c->ratio_tput,
+             c->ratio_tput >= S_TPUT_TARGET ? "ok" : "MISS");
     printf("%-9s %-8s | %-17s %-17s %-13s | %-21s %-21s %-9s\n", s_transport_names[c->transport],
            size, a, b, r1, d, e, r2);
     fflush(stdout);
@@ -898,7 +928,7 @@ static json_t *s_side_json(const s_side_t *s) {
 }
 
 static int s_write_json(const s_opts_t *o, const s_cell_t *cells, int n, const char *cpu,
-                        long ncpu) {
+                        long ncpu, double load0, double load1) {
     int maj, min, pat;
     zmq_version(&maj, &min, &pat);
     char zv[32];
@@ -914,24 +944,25 @@ static int s_write_json(const s_opts_t *o, const s_cell_t *cells, int n, const c
             json_object_set_new(r, "raw", s_side_json(&c->raw));
             json_object_set_new(r, "runtime", s_side_json(&c->rt));
             json_object_set_new(r, "ratio",
-                                json_pack("{s:f, s:f, s:f}", "rtt_p50", s_rtt_ratio(c), "rtt_p99",
-                                          c->rt.p99_us / c->raw.p99_us, "msgs_per_s",
-                                          s_tput_ratio(c)));
+                                json_pack("{s:f, s:f, s:f}", "rtt_p50", c->ratio_p50, "rtt_p99",
+                                          c->ratio_p99, "msgs_per_s", c->ratio_tput));
             json_object_set_new(r, "targets_met",
-                                json_pack("{s:b, s:b}", "rtt", s_rtt_ratio(c) <= S_RTT_TARGET,
-                                          "oneway", s_tput_ratio(c) >= S_TPUT_TARGET));
+                                json_pack("{s:b, s:b}", "rtt", c->ratio_p50 <= S_RTT_TARGET,
+                                          "oneway", c->ratio_tput >= S_TPUT_TARGET));
         } else {
             json_object_set_new(r, "error", json_string(c->err));
         }
         json_array_append_new(results, r);
     }
     json_t *root = json_pack(
-        "{s:s, s:{s:I, s:s, s:s}, s:{s:I, s:I, s:I, s:I, s:i, s:b}, s:{s:f, s:f}, s:o}", "bench",
-        "msg", "machine", "nproc", (json_int_t)ncpu, "cpu", cpu, "libzmq", zv, "options",
+        "{s:s, s:{s:I, s:s, s:s, s:f, s:f}, s:{s:I, s:I, s:I, s:I, s:i, s:b, s:s}, s:{s:f, s:f}, "
+        "s:o}",
+        "bench", "msg", "machine", "nproc", (json_int_t)ncpu, "cpu", cpu, "libzmq", zv,
+        "load_avg_start", load0, "load_avg_end", load1, "options",
         "rtt_small", (json_int_t)o->rtt_small, "rtt_large", (json_int_t)o->rtt_large, "burst_small",
         (json_int_t)o->burst_small, "burst_large", (json_int_t)o->burst_large, "repeat", o->repeat,
-        "quick", o->quick, "targets", "rtt_ratio_max", S_RTT_TARGET, "oneway_ratio_min",
-        S_TPUT_TARGET, "results", results);
+        "quick", o->quick, "cpus", o->cpus_text, "targets", "rtt_ratio_max", S_RTT_TARGET,
+        "oneway_ratio_min", S_TPUT_TARGET, "results", results);
     int rc = json_dump_file(root, o->json_path, JSON_INDENT(2)) == 0 ? TR_OK : TR_EIO;
     json_decref(root);
     return rc;
@@ -949,9 +980,11 @@ static void s_usage(FILE *f) {
             "  --rtt N             timed round trips for payloads < 64 KiB (default 20000)\n"
             "  --rtt-large N       timed round trips for larger payloads (default 1000)\n"
             "  --burst M           messages per one-way burst, payloads < 64 KiB (default 200000)\n"
-            "  --burst-large M     messages per one-way burst, larger payloads (default 300)\n"
+            "  --burst-large M     messages per one-way burst, larger payloads (default 1000)\n"
             "                      (warm-up: 10%% more round trips, and a burst of 10%% of M)\n"
             "  --repeat R          runs per cell; medians are reported (default 1)\n"
+            "  --cpus LIST         run every thread on these CPUs (e.g. 0: one core, no\n"
+            "                      cross-CPU wake-ups); default: wherever the kernel puts them\n"
             "  --quick             smoke run: small counts\n"
             "  --timeout S         seconds one measurement may take (default 60)\n"
             "  --json FILE         also write the figures as JSON\n"
@@ -972,7 +1005,7 @@ static int s_parse_i64(const char *s, int64_t lo, int64_t *out) {
 static int s_parse_args(int argc, char **argv, s_opts_t *o) {
     *o = (s_opts_t){.transports = {1, 1, 1}, .payloads = {64, 1048576}, .n_payloads = 2,
                     .rtt_small = 20000, .rtt_large = 1000, .burst_small = 200000,
-                    .burst_large = 300, .repeat = 1, .timeout_s = 60};
+                    .burst_large = 1000, .repeat = 1, .timeout_s = 60};
     int64_t v;
     int set_rtt = 0, set_rtt_l = 0, set_burst = 0, set_burst_l = 0, i;
     for (i = 1; i < argc; i++) {
@@ -984,6 +1017,16 @@ static int s_parse_args(int argc, char **argv, s_opts_t *o) {
             o->quick = 1;
         } else if (!strcmp(a, "--check")) {
             o->check = 1;
+        } else if (!strcmp(a, "--cpus")) {
+            if (!val || strlen(val) >= sizeof o->cpus_text) goto bad;
+            snprintf(o->cpus_text, sizeof o->cpus_text, "%s", val);
+            char tmp[64];
+            snprintf(tmp, sizeof tmp, "%s", val);
+            for (char *save, *t = strtok_r(tmp, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                if (s_parse_i64(t, 0, &v) != TR_OK || v >= CPU_SETSIZE) goto bad;
+                CPU_SET((int)v, &o->cpus);
+            }
+            i++;
         } else if (!strcmp(a, "--json")) {
             if (!val) goto bad;
             o->json_path = val;
@@ -1053,11 +1096,18 @@ int main(int argc, char **argv) {
     tr_log_set_level(level < 0 ? TR_LOG_WARN : (tr_log_level_t)level);
     s_opts_t o;
     if (s_parse_args(argc, argv, &o) != TR_OK) return 2;
+    /* threads inherit the affinity of the thread that creates them: actor threads, the raw
+     * echo thread and libzmq's I/O threads all start from this one */
+    if (CPU_COUNT(&o.cpus) && sched_setaffinity(0, sizeof o.cpus, &o.cpus) != 0) {
+        fprintf(stderr, "bench_msg: --cpus %s: %s\n", o.cpus_text, strerror(errno));
+        return 2;
+    }
 
     char cpu[256];
     s_cpu_model(cpu, sizeof cpu);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    s_print_header(&o, cpu, ncpu);
+    double load0 = s_load();
+    s_print_header(&o, cpu, ncpu, load0);
 
     s_cell_t cells[S_N_TRANSPORTS * S_MAX_PAYLOADS];
     int n_cells = 0, n_failed = 0, n_missed = 0;
@@ -1068,15 +1118,21 @@ int main(int argc, char **argv) {
             s_cell_t *c = &cells[n_cells++];
             *c = (s_cell_t){.transport = (s_transport_t)t, .payload = o.payloads[p]};
             if (s_measure_cell(&o, c) != TR_OK) n_failed++;
-            else n_missed += (s_rtt_ratio(c) > S_RTT_TARGET) + (s_tput_ratio(c) < S_TPUT_TARGET);
+            else n_missed += (c->ratio_p50 > S_RTT_TARGET) + (c->ratio_tput < S_TPUT_TARGET);
             s_print_cell(c);
         }
     }
-    printf("\n%d cell(s) in %.1f s; ", n_cells, (double)(tr_now_ns() - t0) / 1e9);
+    double load1 = s_load();
+    printf("\n%d cell(s) in %.1f s, load average %.2f at the end; ", n_cells,
+           (double)(tr_now_ns() - t0) / 1e9, load1);
     if (n_failed) printf("%d FAILED; ", n_failed);
     if (n_missed) printf("%d target(s) missed (MISS above)\n", n_missed);
     else printf("every target met\n");
-    if (o.json_path && s_write_json(&o, cells, n_cells, cpu, ncpu) != TR_OK) {
+    if (!o.cpus_text[0])
+        printf("note: unpinned round trips depend on where the kernel puts the two threads (one\n"
+               "core or two; on a VM, waking an idle vCPU costs tens of us); --cpus 0 compares\n"
+               "the software paths alone (docs/perf.md)\n");
+    if (o.json_path && s_write_json(&o, cells, n_cells, cpu, ncpu, load0, load1) != TR_OK) {
         fprintf(stderr, "bench_msg: cannot write %s\n", o.json_path);
         return 1;
     }
