@@ -101,7 +101,7 @@ static int s_load_model(s_ctx_t *c, const json_t *model) {
         tok->unk = (int32_t)json_integer_value(u);
         tok->pieces[tok->unk].attr = TR_TOK_ATTR_UNKNOWN;
     }
-    return TR_OK;
+    return tr_tok_impl_build_vocab_map(tok) ? s_FAIL(c, TR_ENOMEM, "out of memory") : TR_OK;
 }
 
 static int s_load_merges(s_ctx_t *c, const json_t *model) {
