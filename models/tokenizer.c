@@ -1341,7 +1341,7 @@ static int s_bpe_word(const tr_tokenizer_t *self, const char *word, size_t n, tr
 static bool s_cache_get(const tr_tokenizer_t *self, const char *w, size_t n, uint64_t h,
                         tr_tok_ids_t *out, int *rc) {
     const tr_tok_cache_t *c = &self->cache;
-    if (!c->cap) return false;
+    if (!c->cap || self->no_cache) return false;
     size_t mask = c->cap - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
         if (!c->hashes[i]) return false;
@@ -1367,6 +1367,7 @@ static void s_cache_clear(tr_tok_cache_t *c) {
 static void s_cache_put(tr_tokenizer_t *self, const char *w, size_t n, uint64_t h,
                         const int32_t *ids, size_t n_ids) {
     tr_tok_cache_t *c = &self->cache;
+    if (self->no_cache) return;
     size_t need = ((n + 3) & ~(size_t)3) + 4 * n_ids;
     if (!c->cap) {
         c->cap = 1u << 16;
@@ -1402,6 +1403,11 @@ static void s_cache_put(tr_tokenizer_t *self, const char *w, size_t n, uint64_t 
     memcpy(c->bytes + c->bytes_len + ((n + 3) & ~(size_t)3), ids, 4 * n_ids);
     c->bytes_len += need;
     c->n++;
+}
+
+void tr_tokenizer_set_cache(tr_tokenizer_t *self, bool enabled) {
+    self->no_cache = !enabled;
+    if (!enabled) s_cache_clear(&self->cache);
 }
 
 /* Encodes one word (cached). */

@@ -142,6 +142,10 @@ int32_t tr_tokenizer_token_id(const tr_tokenizer_t *self, const char *text, size
 /* TR_TOK_ATTR_* bits of a token (0 for an id out of range). */
 unsigned tr_tokenizer_token_attr(const tr_tokenizer_t *self, int32_t id);
 
+/* Turns the word cache on (the default) or off (and empties it). Off, every word goes
+ * through BPE: for benchmarks and for memory-tight embedders. Same thread rule as encode. */
+void tr_tokenizer_set_cache(tr_tokenizer_t *self, bool enabled);
+
 /* ---- encode ---- */
 /* Appends the ids of `len` bytes of UTF-8 text to *out. TR_EINVAL for text that is not valid
  * UTF-8, TR_ENOMEM. Not thread-safe per tokenizer (word cache). */

@@ -188,6 +188,7 @@ struct tr_tokenizer {
     tr_tok_decoder_t dec;
     /* scratch for encode (not thread-safe) */
     tr_tok_cache_t cache;
+    bool no_cache;
     void *scratch_sym;          /* symbols */
     size_t scratch_sym_cap;
     void *scratch_heap;
