@@ -281,10 +281,14 @@ tr_tokenizer_t *tr_tok_impl_alloc(int32_t n_vocab) {
 
 int tr_tok_impl_grow(tr_tokenizer_t *self, int32_t n_vocab) {
     if (n_vocab <= self->n_vocab) return TR_OK;
-    tr_tok_piece_t *p = realloc(self->pieces, (size_t)n_vocab * sizeof *p);
-    if (!p) return TR_ENOMEM;
-    memset(p + self->n_vocab, 0, (size_t)(n_vocab - self->n_vocab) * sizeof *p);
-    self->pieces = p;
+    if (n_vocab > self->pieces_cap) { /* geometric: loaders may grow one id at a time */
+        int32_t cap = self->pieces_cap > n_vocab / 2 ? self->pieces_cap * 2 : n_vocab;
+        tr_tok_piece_t *p = realloc(self->pieces, (size_t)cap * sizeof *p);
+        if (!p) return TR_ENOMEM;
+        self->pieces = p;
+        self->pieces_cap = cap;
+    }
+    memset(self->pieces + self->n_vocab, 0, (size_t)(n_vocab - self->n_vocab) * sizeof *self->pieces);
     self->n_vocab = n_vocab;
     return TR_OK;
 }
@@ -851,6 +855,149 @@ static int s_split_added(const tr_tokenizer_t *self, const char *s, size_t n, bo
     return TR_OK;
 }
 
+/* ---- Unicode normalization (UAX #15) over the generated tables ---- */
+
+extern const uint32_t tr_tok_ccc[];
+extern const size_t tr_tok_n_ccc;
+extern const uint32_t tr_tok_canon_index[][3], tr_tok_canon_pool[];
+extern const size_t tr_tok_n_canon;
+extern const uint32_t tr_tok_compat_index[][3], tr_tok_compat_pool[];
+extern const size_t tr_tok_n_compat;
+extern const uint64_t tr_tok_comp_key[];
+extern const uint32_t tr_tok_comp_val[];
+extern const size_t tr_tok_n_comp;
+
+enum { s_SBASE = 0xac00, s_LBASE = 0x1100, s_VBASE = 0x1161, s_TBASE = 0x11a7, s_LCOUNT = 19,
+       s_VCOUNT = 21, s_TCOUNT = 28, s_SCOUNT = 19 * 21 * 28 };
+
+static int s_ccc(uint32_t cp) {
+    if (cp < 0x300) return 0;
+    size_t lo = 0, hi = tr_tok_n_ccc;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        uint32_t c = tr_tok_ccc[mid] >> 8;
+        if (c == cp) return (int)(tr_tok_ccc[mid] & 0xff);
+        if (c < cp) lo = mid + 1;
+        else hi = mid;
+    }
+    return 0;
+}
+
+static const uint32_t *s_decomp(uint32_t cp, bool compat, uint32_t *len) {
+    const uint32_t(*idx)[3] = compat ? tr_tok_compat_index : tr_tok_canon_index;
+    size_t lo = 0, hi = compat ? tr_tok_n_compat : tr_tok_n_canon;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (idx[mid][0] == cp) {
+            *len = idx[mid][2];
+            return (compat ? tr_tok_compat_pool : tr_tok_canon_pool) + idx[mid][1];
+        }
+        if (idx[mid][0] < cp) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
+static uint32_t s_compose(uint32_t a, uint32_t b) {
+    if (a >= s_LBASE && a < s_LBASE + s_LCOUNT && b >= s_VBASE && b < s_VBASE + s_VCOUNT)
+        return s_SBASE + ((a - s_LBASE) * s_VCOUNT + (b - s_VBASE)) * s_TCOUNT;
+    if (a >= s_SBASE && a < s_SBASE + s_SCOUNT && (a - s_SBASE) % s_TCOUNT == 0 && b > s_TBASE &&
+        b < s_TBASE + s_TCOUNT)
+        return a + (b - s_TBASE);
+    uint64_t key = ((uint64_t)a << 32) | b;
+    size_t lo = 0, hi = tr_tok_n_comp;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (tr_tok_comp_key[mid] == key) return tr_tok_comp_val[mid];
+        if (tr_tok_comp_key[mid] < key) lo = mid + 1;
+        else hi = mid;
+    }
+    return 0;
+}
+
+typedef struct {
+    uint32_t *v;
+    size_t n, cap;
+} s_cps_t;
+
+static int s_cps_push(s_cps_t *c, uint32_t cp) {
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 64;
+        uint32_t *p = realloc(c->v, cap * sizeof *p);
+        if (!p) return TR_ENOMEM;
+        c->v = p;
+        c->cap = cap;
+    }
+    c->v[c->n++] = cp;
+    return TR_OK;
+}
+
+/* Normalizes b in place to NFC/NFD/NFKC/NFKD. */
+static int s_unicode_normalize(s_buf_t *b, tr_tok_norm_kind_t form) {
+    bool ascii = true;
+    for (size_t i = 0; i < b->len && ascii; i++) ascii = (uint8_t)b->p[i] < 0x80;
+    if (ascii) return TR_OK; /* ASCII is invariant under every form */
+    bool compat = form == TR_TOK_NORM_NFKC || form == TR_TOK_NORM_NFKD;
+    bool compose = form == TR_TOK_NORM_NFC || form == TR_TOK_NORM_NFKC;
+    s_cps_t c = {0};
+    int rc = TR_ENOMEM;
+    for (size_t i = 0; i < b->len;) { /* decompose */
+        uint32_t cp;
+        i += (size_t)tr_tok_impl_utf8_get(b->p + i, b->len - i, &cp);
+        uint32_t len;
+        const uint32_t *d;
+        if (cp >= s_SBASE && cp < s_SBASE + s_SCOUNT) {
+            uint32_t si = cp - s_SBASE;
+            if (s_cps_push(&c, s_LBASE + si / (s_VCOUNT * s_TCOUNT)) ||
+                s_cps_push(&c, s_VBASE + (si % (s_VCOUNT * s_TCOUNT)) / s_TCOUNT) ||
+                (si % s_TCOUNT && s_cps_push(&c, s_TBASE + si % s_TCOUNT)))
+                goto done;
+        } else if (cp >= 0xa0 && (d = s_decomp(cp, compat, &len))) {
+            for (uint32_t k = 0; k < len; k++)
+                if (s_cps_push(&c, d[k])) goto done;
+        } else if (s_cps_push(&c, cp)) {
+            goto done;
+        }
+    }
+    for (size_t i = 1; i < c.n; i++) { /* canonical ordering: stable by ccc among marks */
+        int k = s_ccc(c.v[i]);
+        if (!k) continue;
+        size_t j = i;
+        uint32_t x = c.v[i];
+        while (j > 0 && s_ccc(c.v[j - 1]) > k) {
+            c.v[j] = c.v[j - 1];
+            j--;
+        }
+        c.v[j] = x;
+    }
+    if (compose && c.n) { /* canonical composition (UAX #15 sample algorithm) */
+        size_t starter = 0, out = 1;
+        int last = s_ccc(c.v[0]) ? 256 : 0;
+        for (size_t i = 1; i < c.n; i++) {
+            uint32_t ch = c.v[i];
+            int k = s_ccc(ch);
+            uint32_t comp = s_compose(c.v[starter], ch);
+            if (comp && (last < k || last == 0)) {
+                c.v[starter] = comp;
+            } else {
+                if (!k) starter = out;
+                last = k;
+                c.v[out++] = ch;
+            }
+        }
+        c.n = out;
+    }
+    b->len = 0;
+    for (size_t i = 0; i < c.n; i++) {
+        char t[4];
+        if (s_buf_put(b, t, (size_t)tr_tok_impl_utf8_put(c.v[i], t))) goto done;
+    }
+    rc = TR_OK;
+done:
+    free(c.v);
+    return rc;
+}
+
 /* Applies the normalizer to s[0..n) into b (b->len = 0 first). */
 static int s_normalize(const tr_tokenizer_t *self, const char *s, size_t n, s_buf_t *b) {
     b->len = 0;
@@ -889,6 +1036,12 @@ static int s_normalize(const tr_tokenizer_t *self, const char *s, size_t n, s_bu
             b->len -= head + tail;
             break;
         }
+        case TR_TOK_NORM_NFC:
+        case TR_TOK_NORM_NFD:
+        case TR_TOK_NORM_NFKC:
+        case TR_TOK_NORM_NFKD:
+            if (s_unicode_normalize(b, st->kind)) goto nomem;
+            break;
         }
     }
     free(t.p);
@@ -896,6 +1049,21 @@ static int s_normalize(const tr_tokenizer_t *self, const char *s, size_t n, s_bu
 nomem:
     free(t.p);
     return TR_ENOMEM;
+}
+
+int tr_tok_impl_normalize(const tr_tokenizer_t *self, const char *s, size_t n, char **out,
+                          size_t *out_len) {
+    s_buf_t b = {0};
+    int rc = s_normalize(self, s, n, &b);
+    if (!rc && s_buf_reserve(&b, 1)) rc = TR_ENOMEM;
+    if (rc) {
+        free(b.p);
+        return rc;
+    }
+    b.p[b.len] = '\0';
+    *out = b.p;
+    *out_len = b.len;
+    return TR_OK;
 }
 
 /* ---- pre-tokenization ---- */

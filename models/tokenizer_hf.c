@@ -175,6 +175,16 @@ static int s_load_normalizer(s_ctx_t *c, const json_t *n) {
                    ? s_FAIL(c, TR_ENOMEM, "out of memory")
                    : TR_OK;
     }
+    static const struct {
+        const char *name;
+        tr_tok_norm_kind_t kind;
+    } forms[] = {{"NFC", TR_TOK_NORM_NFC}, {"NFD", TR_TOK_NORM_NFD}, {"NFKC", TR_TOK_NORM_NFKC},
+                 {"NFKD", TR_TOK_NORM_NFKD}};
+    for (size_t i = 0; i < TR_ARRAY_LEN(forms); i++)
+        if (!strcmp(t, forms[i].name))
+            return tr_tok_impl_add_norm(c->tok, forms[i].kind, NULL, 0, NULL, 0)
+                       ? s_FAIL(c, TR_ENOMEM, "out of memory")
+                       : TR_OK;
     if (!strcmp(t, "Strip")) {
         if (tr_tok_impl_add_norm(c->tok, TR_TOK_NORM_STRIP, NULL, 0, NULL, 0))
             return s_FAIL(c, TR_ENOMEM, "out of memory");
@@ -184,7 +194,7 @@ static int s_load_normalizer(s_ctx_t *c, const json_t *n) {
         return TR_OK;
     }
     return s_FAIL(c, TR_EINVAL, "%s: normalizer '%s' is not supported (Sequence, Prepend, "
-                  "Replace, Strip)", c->what, t);
+                  "Replace, Strip, NFC, NFD, NFKC, NFKD)", c->what, t);
 }
 
 /* ---- pre-tokenizer ---- */
@@ -482,52 +492,9 @@ static int s_load_added(s_ctx_t *c, const json_t *added) {
         size_t pat_len = strlen(content);
         char *owned = NULL;
         if (normalized && tok->n_norm) {
-            /* run the normalizer through a tiny encode-free path: Prepend/Replace/Strip */
-            size_t cap = pat_len * 8 + 64;
-            owned = malloc(cap);
-            if (!owned) return s_FAIL(c, TR_ENOMEM, "out of memory");
-            size_t len = pat_len;
-            memcpy(owned, content, len);
-            for (int k = 0; k < tok->n_norm; k++) {
-                const tr_tok_norm_t *st = &tok->norm[k];
-                if (st->kind == TR_TOK_NORM_PREPEND && len) {
-                    char *q = malloc(len + st->a_len + 1);
-                    if (!q) {
-                        free(owned);
-                        return s_FAIL(c, TR_ENOMEM, "out of memory");
-                    }
-                    memcpy(q, st->a, st->a_len);
-                    memcpy(q + st->a_len, owned, len);
-                    free(owned);
-                    owned = q;
-                    len += st->a_len;
-                } else if (st->kind == TR_TOK_NORM_REPLACE && st->a_len) {
-                    char *q = malloc(len * (st->b_len + 1) + 1);
-                    if (!q) {
-                        free(owned);
-                        return s_FAIL(c, TR_ENOMEM, "out of memory");
-                    }
-                    size_t o = 0;
-                    for (size_t x = 0; x < len;) {
-                        if (x + st->a_len <= len && !memcmp(owned + x, st->a, st->a_len)) {
-                            memcpy(q + o, st->b, st->b_len);
-                            o += st->b_len;
-                            x += st->a_len;
-                        } else {
-                            q[o++] = owned[x++];
-                        }
-                    }
-                    free(owned);
-                    owned = q;
-                    len = o;
-                } else if (st->kind == TR_TOK_NORM_STRIP) {
-                    free(owned);
-                    return s_FAIL(c, TR_EINVAL, "%s: normalized added token '%.40s' with a Strip "
-                                  "normalizer is not supported", c->what, content);
-                }
-            }
+            if (tr_tok_impl_normalize(tok, content, pat_len, &owned, &pat_len))
+                return s_FAIL(c, TR_ENOMEM, "out of memory");
             pat = owned;
-            pat_len = len;
         }
         int rc = tr_tok_impl_add_token(tok, id, pat, pat_len, special, s_bool(a, "lstrip", false),
                                        s_bool(a, "rstrip", false), normalized && tok->n_norm);

@@ -45,6 +45,10 @@ typedef enum {
     TR_TOK_NORM_PREPEND,  /* a = string; only when the piece is not empty */
     TR_TOK_NORM_REPLACE,  /* a -> b, literal */
     TR_TOK_NORM_STRIP,    /* n_left/n_right flags: strip Unicode whitespace */
+    TR_TOK_NORM_NFC,      /* Unicode normalization forms (tables: tokenizer_unicode.c) */
+    TR_TOK_NORM_NFD,
+    TR_TOK_NORM_NFKC,
+    TR_TOK_NORM_NFKD,
 } tr_tok_norm_kind_t;
 
 typedef struct {
@@ -150,7 +154,8 @@ struct tr_tokenizer {
     char kind[32];
     /* vocabulary */
     int32_t n_vocab;
-    tr_tok_piece_t *pieces;     /* owned: n_vocab */
+    tr_tok_piece_t *pieces;     /* owned: n_vocab (capacity pieces_cap) */
+    int32_t pieces_cap;
     tr_tok_strmap_t vocab_map;  /* owned */
     bool map_last_wins;         /* duplicate strings: last id wins (llama.cpp) */
     char **arena_blocks;        /* owned: text storage */
@@ -231,6 +236,10 @@ int tr_tok_impl_add_merge(tr_tokenizer_t *self, int32_t a, int32_t b, int32_t ra
 int tr_tok_impl_reserve_merges(tr_tokenizer_t *self, size_t n);
 /* Builds the remaining tables (byte ids, split guard); call once at the end. */
 int tr_tok_impl_finish(tr_tokenizer_t *self, char *err, size_t err_size);
+
+/* Runs the normalizer over s[0..n); *out is malloc'd (caller frees). */
+int tr_tok_impl_normalize(const tr_tokenizer_t *self, const char *s, size_t n, char **out,
+                          size_t *out_len);
 
 /* GPT-2 byte -> code point map. */
 uint32_t tr_tok_impl_byte_to_cp(uint8_t b);

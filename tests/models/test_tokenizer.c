@@ -523,7 +523,8 @@ static void s_test_bad_input(void) {
         const char *what, *extra, *msg;
         int rc;
     } cases[] = {
-        {"NFC normalizer", ",\"normalizer\":{\"type\":\"NFC\"}", "NFC", TR_EINVAL},
+        {"BertNormalizer", ",\"normalizer\":{\"type\":\"BertNormalizer\"}", "BertNormalizer",
+         TR_EINVAL},
         {"Lowercase in a Sequence",
          ",\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Lowercase\"}]}",
          "Lowercase", TR_EINVAL},

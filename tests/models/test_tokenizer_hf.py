@@ -1,8 +1,9 @@
 """troupe's tokenizer against HuggingFace `tokenizers` (and transformers) on hard strings.
 
 For every tokenizer.json in tests/data/tokenizers (plus variants of them that swap in the
-pre-tokenizers of Llama-3, Qwen2, GPT-2 with add_prefix_space, and the Metaspace format of
-newer Llama/Mistral files, so those code paths meet the reference too), each string of
+pre-tokenizers of Llama-3, Qwen2 (with its NFC normalizer), GPT-2 with add_prefix_space, NFD
+and NFKC normalizers, and the Metaspace format of newer Llama/Mistral files, so those code
+paths meet the reference too), each string of
 tests/data/tokenizers/hard_strings.json is encoded and decoded by HF `tokenizers` and by
 troupe (through build/tests/models/tok_cli). Exact equality is required for
   - ids with add_special_tokens=True and False (special tokens in the text are parsed),
@@ -51,6 +52,21 @@ def split_bytelevel(regex, ignore_merges):
     return f
 
 
+def qwen2_like(t):
+    # Qwen2/Qwen2.5 tokenizer.json: NFC normalizer, the Qwen2 Split regex, ByteLevel.
+    split_bytelevel(QWEN2_RE, False)(t)
+    t['normalizer'] = {'type': 'NFC'}
+
+
+def nfkc_spm(t):
+    t['normalizer'] = {'type': 'Sequence', 'normalizers': [
+        {'type': 'NFKC'}, t['normalizer']]}
+
+
+def nfd_bytelevel(t):
+    t['normalizer'] = {'type': 'NFD'}
+
+
 def gpt2_prefix_space(t):
     t['pre_tokenizer'] = {'type': 'ByteLevel', 'add_prefix_space': True, 'trim_offsets': True,
                           'use_regex': True}
@@ -81,6 +97,9 @@ CASES = [
     ('smollm+llama3-pre', 'smollm-135m', split_bytelevel(LLAMA3_RE, True)),
     ('smollm+qwen2-pre', 'smollm-135m', split_bytelevel(QWEN2_RE, False)),
     ('smollm+gpt2-prefix-space', 'smollm-135m', gpt2_prefix_space),
+    ('smollm+qwen2-nfc', 'smollm-135m', qwen2_like),
+    ('smollm+nfd', 'smollm-135m', nfd_bytelevel),
+    ('tinyllama+nfkc', 'tinyllama-1.1b-chat-v1.0', nfkc_spm),
     ('tinyllama+metaspace-first', 'tinyllama-1.1b-chat-v1.0', metaspace_legacy_false),
     ('mistral+metaspace-split', 'minueza-32m-ultrachat', metaspace_split),
 ]
