@@ -130,26 +130,23 @@ static bool s_is_space_cp(uint32_t c) {
 /* GPT-2 bytes_to_unicode: printable Latin-1 maps to itself, the rest to 256 + n. */
 uint32_t tr_tok_impl_byte_to_cp(uint8_t b) {
     if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174) return b;
-    int n = 0;
-    for (int x = 0; x < b; x++)
-        if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || x >= 174)) n++;
-    return 256u + (uint32_t)n;
+    if (b <= 32) return 256u + b;      /* 0..32 -> 256..288 */
+    if (b == 127) return 256u + 33;
+    if (b <= 160) return 256u + 34 + (uint32_t)(b - 128); /* 128..160 -> 290..322 */
+    return 256u + 67;                  /* 173 */
 }
 
-/* Inverse: code point -> byte, or -1. */
+/* Inverse: code point -> byte, or -1. Code points 256.. are the unprintable bytes in order. */
+static const uint8_t s_bl_inv[68] = {
+    0,   1,   2,   3,   4,   5,   6,   7,   8,   9,   10,  11,  12,  13,  14,  15,  16,
+    17,  18,  19,  20,  21,  22,  23,  24,  25,  26,  27,  28,  29,  30,  31,  32,  127,
+    128, 129, 130, 131, 132, 133, 134, 135, 136, 137, 138, 139, 140, 141, 142, 143, 144,
+    145, 146, 147, 148, 149, 150, 151, 152, 153, 154, 155, 156, 157, 158, 159, 160, 173};
+
 static int s_cp_to_byte(uint32_t cp) {
-    if (cp < 256) return (cp >= 33 && cp <= 126) || (cp >= 161 && cp <= 172) || cp >= 174 ? (int)cp
-                                                                                         : -1;
-    static int16_t inv[68];
-    static bool init;
-    if (!init) { /* idempotent: every thread computes the same table */
-        for (int b = 0; b < 256; b++) {
-            uint32_t c = tr_tok_impl_byte_to_cp((uint8_t)b);
-            if (c >= 256) inv[c - 256] = (int16_t)b;
-        }
-        init = true;
-    }
-    return cp >= 256 && cp < 256 + 68 ? inv[cp - 256] : -1;
+    if (cp < 256)
+        return (cp >= 33 && cp <= 126) || (cp >= 161 && cp <= 172) || cp >= 174 ? (int)cp : -1;
+    return cp < 256 + 68 ? s_bl_inv[cp - 256] : -1;
 }
 
 /* ---- errors ---- */
@@ -660,6 +657,24 @@ int tr_tok_impl_finish(tr_tokenizer_t *self, char *err, size_t err_size) {
         uint8_t *set = self->added[i].normalized ? self->added_first_norm : self->added_first_raw;
         set[c >> 3] |= (uint8_t)(1u << (c & 7));
     }
+    /* ... and buckets by first byte, longest first, so a match is found by one short scan */
+    free(self->added_order);
+    self->added_order = malloc((size_t)(self->n_added ? self->n_added : 1) * sizeof(int32_t));
+    if (!self->added_order) return tr_tok_impl_fail(err, err_size, TR_ENOMEM, "out of memory");
+    memset(self->added_bucket, 0, sizeof self->added_bucket);
+    for (int i = 0; i < self->n_added; i++) self->added_bucket[(uint8_t)self->added[i].text[0] + 1]++;
+    for (int b = 0; b < 256; b++) self->added_bucket[b + 1] += self->added_bucket[b];
+    int32_t fill[256];
+    memcpy(fill, self->added_bucket, sizeof fill);
+    for (int i = 0; i < self->n_added; i++) {
+        uint8_t c = (uint8_t)self->added[i].text[0];
+        int32_t j = fill[c]++;
+        while (j > self->added_bucket[c] && self->added[self->added_order[j - 1]].len < self->added[i].len) {
+            self->added_order[j] = self->added_order[j - 1]; /* insertion: longest first, stable */
+            j--;
+        }
+        self->added_order[j] = i;
+    }
     /* Split guard: without a pre-tokenizer, a SentencePiece-style model sees the whole text as
      * one word. A merge only ever produces a vocabulary token, and a vocabulary token's text is
      * a substring of the word, so no symbol can span a boundary between two code points that
@@ -689,6 +704,10 @@ int tr_tok_impl_finish(tr_tokenizer_t *self, char *err, size_t err_size) {
                 o += (size_t)tr_tok_impl_utf8_get(p->text + o, p->len - o, &cp);
                 if (have && s_set_add(&self->adjacent, s_pair_key(prev, cp)))
                     return tr_tok_impl_fail(err, err_size, TR_ENOMEM, "out of memory");
+                if (have && prev < 128 && cp < 128) {
+                    uint32_t bit = prev * 128 + cp;
+                    self->adjacent_ascii[bit >> 3] |= (uint8_t)(1u << (bit & 7));
+                }
                 prev = cp;
                 have = true;
             }
@@ -710,6 +729,7 @@ void tr_tokenizer_destroy(tr_tokenizer_t **self_p) {
     free(self->vocab_map.hashes);
     free(self->vocab_map.ids);
     free(self->added);
+    free(self->added_order);
     free(self->norm);
     for (int i = 0; i < self->n_pre; i++) pcre2_code_free(self->pre[i].re);
     free(self->pre);
@@ -830,13 +850,12 @@ static int s_split_added(const tr_tokenizer_t *self, const char *s, size_t n, bo
                 pos++;
                 continue;
             }
-            const tr_tok_added_t *best = NULL;
-            for (int i = 0; i < self->n_added; i++) {
-                const tr_tok_added_t *a = &self->added[i];
-                if (a->normalized != normalized || (uint8_t)a->text[0] != c) continue;
+            const tr_tok_added_t *best = NULL; /* the bucket is longest first */
+            for (int32_t j = self->added_bucket[c]; j < self->added_bucket[c + 1] && !best; j++) {
+                const tr_tok_added_t *a = &self->added[self->added_order[j]];
+                if (a->normalized != normalized) continue;
                 if (a->special && !(flags & TR_TOK_PARSE_SPECIAL)) continue;
-                if (a->len > n - pos || (best && a->len <= best->len)) continue;
-                if (!memcmp(s + pos, a->text, a->len)) best = a;
+                if (a->len <= n - pos && !memcmp(s + pos, a->text, a->len)) best = a;
             }
             if (!best) {
                 pos++;
@@ -1607,7 +1626,10 @@ static int s_encode_guarded(tr_tokenizer_t *self, const char *s, size_t n, tr_to
     while (o < n) {
         uint32_t cp;
         int l = tr_tok_impl_utf8_get(s + o, n - o, &cp);
-        if (have && !s_set_has(&self->adjacent, s_pair_key(prev, cp)) &&
+        bool adj = prev < 128 && cp < 128
+                       ? (self->adjacent_ascii[(prev * 128 + cp) >> 3] >> ((prev * 128 + cp) & 7)) & 1
+                       : s_set_has(&self->adjacent, s_pair_key(prev, cp));
+        if (have && !adj &&
             !(fuse && tr_tok_impl_lookup(self, s + prev_o, o - prev_o) < 0 &&
               tr_tok_impl_lookup(self, s + o, (size_t)l) < 0)) {
             int rc = s_encode_word(self, s + start, o - start, out, work, mapped);
@@ -1746,7 +1768,7 @@ struct tr_tok_stream {
 static void s_stream_reset(tr_tok_stream_t *st) {
     st->run_len = 0;
     st->pend_len = st->pend_need = 0;
-    st->strip_left = st->tok->dec.fuse ? st->tok->dec.strip_start : 0;
+    st->strip_left = st->tok->dec.strip_whole ? st->tok->dec.strip_start : 0;
     st->n_tokens = 0;
     st->prev_id = -1;
 }
@@ -1781,7 +1803,7 @@ static int s_emit_text(tr_tok_stream_t *st, const char *s, size_t n, tr_tok_text
         n -= (size_t)l;
         st->strip_left--;
     }
-    if (n && st->tok->dec.fuse) st->strip_left = 0;
+    if (n && st->tok->dec.strip_whole) st->strip_left = 0;
     return s_text_append(out, s, n);
 }
 
@@ -1843,7 +1865,7 @@ static int s_emit_bytes(tr_tok_stream_t *st, const uint8_t *s, size_t n, tr_tok_
 /* A token-level string (HF decoder list element): per-token strip, then out. */
 static int s_emit_token_text(tr_tok_stream_t *st, const char *s, size_t n, tr_tok_text_t *out) {
     const tr_tok_decoder_t *d = &st->tok->dec;
-    if (!d->fuse && (d->strip_start || d->strip_stop)) {
+    if (!d->strip_whole && (d->strip_start || d->strip_stop)) {
         for (uint32_t k = 0; k < d->strip_start && n; k++) {
             uint32_t cp;
             int l = tr_tok_impl_utf8_get(s, n, &cp);

@@ -239,7 +239,7 @@ tr_tokenizer_t *tr_tokenizer_new_gguf(const tr_gguf_t *g, int *status, char *err
         d->rep_from_len[0] = 3;
         d->rep_to_len[0] = 1;
         d->byte_fallback = true;
-        d->fuse = true;
+        d->strip_whole = true;
         d->strip_char = ' ';
         d->strip_start = space ? 1 : 0;
         snprintf(tok->kind, sizeof tok->kind, "gguf/llama");

@@ -413,8 +413,7 @@ static int s_load_decoder(s_ctx_t *c, const json_t *d, s_dec_state_t *ds) {
         ds->saw_byte_fallback = true;
         return TR_OK;
     }
-    if (!strcmp(t, "Fuse")) {
-        dec->fuse = true;
+    if (!strcmp(t, "Fuse")) { /* concatenation is implicit; it only matters for Strip */
         ds->saw_fuse = true;
         return TR_OK;
     }
@@ -428,7 +427,7 @@ static int s_load_decoder(s_ctx_t *c, const json_t *d, s_dec_state_t *ds) {
         if (ds->saw_fuse && dec->strip_stop)
             return s_FAIL(c, TR_EINVAL, "%s: Strip decoder with stop > 0 after Fuse is not "
                           "supported (it needs the end of the text)", c->what);
-        if (!ds->saw_fuse) dec->fuse = false; /* per-token strip */
+        dec->strip_whole = ds->saw_fuse; /* else per token */
         return TR_OK;
     }
     if (!strcmp(t, "ByteLevel")) {

@@ -106,7 +106,7 @@ typedef struct {
     uint32_t rep_from_len[4], rep_to_len[4];
     bool byte_fallback;   /* <0xNN> runs -> bytes (whole run U+FFFD per byte when invalid) */
     bool bytelevel;       /* GPT-2 byte-level chars -> bytes, lossy UTF-8 */
-    bool fuse;            /* tokens fused before strip: strip applies to the whole text */
+    bool strip_whole;     /* Strip came after Fuse: it applies to the whole text */
     uint32_t strip_start, strip_stop;
     uint32_t strip_char;  /* code point */
     bool metaspace;       /* ▁ -> ' ' and the first token loses one leading space */
@@ -167,6 +167,8 @@ struct tr_tokenizer {
     bool added_ascii_strip;     /* lstrip/rstrip with ASCII isspace (llama.cpp) */
     bool added_longest_first;   /* llama.cpp: partition by token length, not leftmost */
     uint8_t added_first_raw[32], added_first_norm[32]; /* bitsets of first bytes */
+    int32_t *added_order;       /* owned: added indices by (first byte, longest first) */
+    int32_t added_bucket[257];  /* bucket of first byte b: added_order[bucket[b]..bucket[b+1]) */
     /* pipeline */
     tr_tok_norm_t *norm;        /* owned */
     int n_norm;
@@ -185,6 +187,7 @@ struct tr_tokenizer {
     bool spm_bytes_early;       /* llama2.c: unknown chars become bytes before merging */
     float spm_min_score;        /* llama2.c: pairs must score above -1e10 */
     tr_tok_set64_t adjacent;    /* code-point pairs found inside vocab tokens (split guard) */
+    uint8_t adjacent_ascii[128 * 128 / 8]; /* the same for ASCII pairs, as a bitmap */
     bool can_split_words;       /* long words may be cut where no token spans the cut */
     /* post-processor */
     int32_t prefix_ids[4], suffix_ids[4];
