@@ -58,15 +58,22 @@ int main(int argc, char **argv) {
     const char *paths[32];
     int n_paths = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--mb") && i + 1 < argc) mb = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--text") && i + 1 < argc) snprintf(text_path, sizeof text_path, "%s", argv[++i]);
-        else if (n_paths < 32) paths[n_paths++] = argv[i];
+        if (!strcmp(argv[i], "--mb") && i + 1 < argc)
+            mb = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--text") && i + 1 < argc)
+            snprintf(text_path, sizeof text_path, "%s", argv[++i]);
+        else if (n_paths < 32)
+            paths[n_paths++] = argv[i];
     }
     static char defaults[8][2100];
-    static const char *const names[] = {"tinyllama-1.1b-chat-v1.0", "minueza-32m-ultrachat",
-                                        "smollm-135m", "tinystories-656k",
-                                        "ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf",
-                                        "ggml-vocab-deepseek-llm.gguf", "tokenizer.bin"};
+    static const char *const names[] = {"tinyllama-1.1b-chat-v1.0",
+                                        "minueza-32m-ultrachat",
+                                        "smollm-135m",
+                                        "tinystories-656k",
+                                        "ggml-vocab-llama-spm.gguf",
+                                        "ggml-vocab-gpt-2.gguf",
+                                        "ggml-vocab-deepseek-llm.gguf",
+                                        "tokenizer.bin"};
     if (!n_paths)
         for (int i = 0; i < 8; i++) {
             snprintf(defaults[i], sizeof defaults[i], "%s/%s", data, names[i]);
@@ -84,12 +91,13 @@ int main(int argc, char **argv) {
     for (size_t o = 0; o < n; o += sample_len)
         memcpy(text + o, sample, o + sample_len <= n ? sample_len : n - o);
     /* do not end inside a UTF-8 sequence */
-    while (n > 0 && ((unsigned char)text[n - 1] & 0xc0) == 0x80) n--;
+    while (n > 0 && ((unsigned char)text[n - 1] & 0xc0) == 0x80)
+        n--;
     if (n > 0 && (unsigned char)text[n - 1] >= 0xc0) n--;
     text[n] = 0;
 
-    printf("# bench_tokenize: %.2f MB of English (%s x%.0f), one core\n", (double)n / 1e6, text_path,
-           (double)n / (double)sample_len);
+    printf("# bench_tokenize: %.2f MB of English (%s x%.0f), one core\n", (double)n / 1e6,
+           text_path, (double)n / (double)sample_len);
     printf("%-30s %-18s %8s %8s %10s %10s %10s\n", "tokenizer", "kind", "load_ms", "tok/KB",
            "encode", "no-cache", "decode");
     printf("%-30s %-18s %8s %8s %10s %10s %10s\n", "", "", "", "", "MB/s", "MB/s", "MB/s");
@@ -111,7 +119,8 @@ int main(int argc, char **argv) {
         size_t n_ids = ids.n;
         tr_tokenizer_set_cache(tok, false);
         size_t n_nc = n < 1000000 ? n : 1000000; /* no-cache on the first MB */
-        while (n_nc > 0 && ((unsigned char)text[n_nc] & 0xc0) == 0x80) n_nc--;
+        while (n_nc > 0 && ((unsigned char)text[n_nc] & 0xc0) == 0x80)
+            n_nc--;
         tr_tok_ids_t ids2;
         tr_tok_ids_init(&ids2);
         double nc = s_encode(tok, text, n_nc, &ids2);

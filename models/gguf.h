@@ -32,9 +32,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TR_GGUF_MAGIC 0x46554747u /* "GGUF" read as a little-endian uint32 */
+#define TR_GGUF_MAGIC             0x46554747u /* "GGUF" read as a little-endian uint32 */
 #define TR_GGUF_DEFAULT_ALIGNMENT 32
-#define TR_GGUF_MAX_DIMS 4
+#define TR_GGUF_MAX_DIMS          4
 
 /* ---- metadata value types (the numbers are the file format's) ---- */
 typedef enum {
@@ -122,10 +122,10 @@ typedef struct {
     uint32_t n_dims;
     int64_t ne[TR_GGUF_MAX_DIMS];
     tr_ggml_type_t type;
-    uint64_t offset;     /* from the start of the data section (a multiple of the alignment) */
-    int64_t n_elements;  /* product of ne */
-    size_t nbytes;       /* n_elements / block size * block bytes */
-    const void *data;    /* borrowed: the tensor's bytes in the mapping */
+    uint64_t offset;    /* from the start of the data section (a multiple of the alignment) */
+    int64_t n_elements; /* product of ne */
+    size_t nbytes;      /* n_elements / block size * block bytes */
+    const void *data;   /* borrowed: the tensor's bytes in the mapping */
 } tr_gguf_tensor_t;
 
 typedef struct tr_gguf tr_gguf_t;

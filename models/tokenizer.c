@@ -30,10 +30,10 @@
 #include "models/tokenizer_impl.h"
 #include "runtime/status.h"
 
-#define s_ARENA_BLOCK (1u << 20)
-#define s_CACHE_MAX_WORD 256          /* longer words are not cached */
+#define s_ARENA_BLOCK     (1u << 20)
+#define s_CACHE_MAX_WORD  256         /* longer words are not cached */
 #define s_CACHE_MAX_BYTES (16u << 20) /* the cache is cleared when its arena passes this */
-#define s_GUARD_MIN 64                /* segments shorter than this are not cut */
+#define s_GUARD_MIN       64          /* segments shorter than this are not cut */
 
 static const char s_fffd[3] = {(char)0xef, (char)0xbf, (char)0xbd};
 
@@ -52,9 +52,14 @@ int tr_tok_impl_utf8_get(const char *s, size_t n, uint32_t *cp) {
     int len = s_utf8_len(u[0]);
     if ((size_t)len > n) len = 1;
     switch (len) {
-    case 1: *cp = u[0]; break;
-    case 2: *cp = ((uint32_t)(u[0] & 0x1f) << 6) | (u[1] & 0x3f); break;
-    case 3: *cp = ((uint32_t)(u[0] & 0x0f) << 12) | ((uint32_t)(u[1] & 0x3f) << 6) | (u[2] & 0x3f);
+    case 1:
+        *cp = u[0];
+        break;
+    case 2:
+        *cp = ((uint32_t)(u[0] & 0x1f) << 6) | (u[1] & 0x3f);
+        break;
+    case 3:
+        *cp = ((uint32_t)(u[0] & 0x0f) << 12) | ((uint32_t)(u[1] & 0x3f) << 6) | (u[2] & 0x3f);
         break;
     default:
         *cp = ((uint32_t)(u[0] & 0x07) << 18) | ((uint32_t)(u[1] & 0x3f) << 12) |
@@ -130,10 +135,10 @@ static bool s_is_space_cp(uint32_t c) {
 /* GPT-2 bytes_to_unicode: printable Latin-1 maps to itself, the rest to 256 + n. */
 uint32_t tr_tok_impl_byte_to_cp(uint8_t b) {
     if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174) return b;
-    if (b <= 32) return 256u + b;      /* 0..32 -> 256..288 */
+    if (b <= 32) return 256u + b; /* 0..32 -> 256..288 */
     if (b == 127) return 256u + 33;
     if (b <= 160) return 256u + 34 + (uint32_t)(b - 128); /* 128..160 -> 290..322 */
-    return 256u + 67;                  /* 173 */
+    return 256u + 67;                                     /* 173 */
 }
 
 /* Inverse: code point -> byte, or -1. Code points 256.. are the unprintable bytes in order. */
@@ -163,12 +168,16 @@ int tr_tok_impl_fail(char *err, size_t err_size, int status, const char *fmt, ..
 
 /* ---- growable vectors in caller storage ---- */
 
-void tr_tok_ids_init(tr_tok_ids_t *v) { memset(v, 0, sizeof *v); }
+void tr_tok_ids_init(tr_tok_ids_t *v) {
+    memset(v, 0, sizeof *v);
+}
 void tr_tok_ids_fini(tr_tok_ids_t *v) {
     free(v->ids);
     memset(v, 0, sizeof *v);
 }
-void tr_tok_text_init(tr_tok_text_t *t) { memset(t, 0, sizeof *t); }
+void tr_tok_text_init(tr_tok_text_t *t) {
+    memset(t, 0, sizeof *t);
+}
 void tr_tok_text_fini(tr_tok_text_t *t) {
     free(t->data);
     memset(t, 0, sizeof *t);
@@ -189,7 +198,8 @@ static int s_ids_push(tr_tok_ids_t *v, int32_t id) {
 static int s_text_append(tr_tok_text_t *t, const char *s, size_t n) {
     if (t->len + n + 1 > t->cap) {
         size_t cap = t->cap ? t->cap : 64;
-        while (cap < t->len + n + 1) cap *= 2;
+        while (cap < t->len + n + 1)
+            cap *= 2;
         char *p = realloc(t->data, cap);
         if (!p) return TR_ENOMEM;
         t->data = p;
@@ -210,7 +220,8 @@ typedef struct {
 static int s_buf_reserve(s_buf_t *b, size_t n) {
     if (b->len + n <= b->cap) return TR_OK;
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n) cap *= 2;
+    while (cap < b->len + n)
+        cap *= 2;
     char *p = realloc(b->p, cap);
     if (!p) return TR_ENOMEM;
     b->p = p;
@@ -256,7 +267,8 @@ static uint64_t s_mix64(uint64_t x) {
 
 static size_t s_pow2_at_least(size_t n) {
     size_t c = 16;
-    while (c < n) c *= 2;
+    while (c < n)
+        c *= 2;
     return c;
 }
 
@@ -267,8 +279,10 @@ tr_tokenizer_t *tr_tok_impl_alloc(int32_t n_vocab) {
     if (!self) return NULL;
     self->bos = self->eos = self->unk = self->pad = -1;
     self->spm_min_score = -INFINITY;
-    for (int i = 0; i < 256; i++) self->byte_ids[i] = self->bl_ids[i] = -1;
-    for (int i = 0; i < 128; i++) self->ascii_ids[i] = -1;
+    for (int i = 0; i < 256; i++)
+        self->byte_ids[i] = self->bl_ids[i] = -1;
+    for (int i = 0; i < 128; i++)
+        self->ascii_ids[i] = -1;
     if (n_vocab > 0 && tr_tok_impl_grow(self, n_vocab)) {
         free(self);
         return NULL;
@@ -285,7 +299,8 @@ int tr_tok_impl_grow(tr_tokenizer_t *self, int32_t n_vocab) {
         self->pieces = p;
         self->pieces_cap = cap;
     }
-    memset(self->pieces + self->n_vocab, 0, (size_t)(n_vocab - self->n_vocab) * sizeof *self->pieces);
+    memset(self->pieces + self->n_vocab, 0,
+           (size_t)(n_vocab - self->n_vocab) * sizeof *self->pieces);
     self->n_vocab = n_vocab;
     return TR_OK;
 }
@@ -368,8 +383,8 @@ int tr_tok_impl_add_token(tr_tokenizer_t *self, int32_t id, const char *text, si
     return TR_OK;
 }
 
-int tr_tok_impl_add_norm(tr_tokenizer_t *self, tr_tok_norm_kind_t kind, const char *a,
-                         size_t a_len, const char *b, size_t b_len) {
+int tr_tok_impl_add_norm(tr_tokenizer_t *self, tr_tok_norm_kind_t kind, const char *a, size_t a_len,
+                         const char *b, size_t b_len) {
     tr_tok_norm_t *p = realloc(self->norm, (size_t)(self->n_norm + 1) * sizeof *p);
     if (!p) return TR_ENOMEM;
     self->norm = p;
@@ -460,7 +475,8 @@ int tr_tok_impl_add_pre(tr_tokenizer_t *self, const tr_tok_pre_t *step, const ch
             pcre2_get_error_message(ec, msg, sizeof msg);
             return tr_tok_impl_fail(err, err_size, TR_EINVAL,
                                     "pre-tokenizer regex does not compile with PCRE2 (%s at %zu): "
-                                    "%.200s", (char *)msg, (size_t)eo, regex);
+                                    "%.200s",
+                                    (char *)msg, (size_t)eo, regex);
         }
         pcre2_jit_compile(s.re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter */
     }
@@ -592,7 +608,8 @@ static int s_set_add(tr_tok_set64_t *s, uint64_t key) {
         for (size_t i = 0; i < s->cap; i++) {
             if (!s->keys[i]) continue;
             size_t j = s_mix64(s->keys[i]) & (cap - 1);
-            while (k[j]) j = (j + 1) & (cap - 1);
+            while (k[j])
+                j = (j + 1) & (cap - 1);
             k[j] = s->keys[i];
         }
         free(s->keys);
@@ -662,14 +679,17 @@ int tr_tok_impl_finish(tr_tokenizer_t *self, char *err, size_t err_size) {
     self->added_order = malloc((size_t)(self->n_added ? self->n_added : 1) * sizeof(int32_t));
     if (!self->added_order) return tr_tok_impl_fail(err, err_size, TR_ENOMEM, "out of memory");
     memset(self->added_bucket, 0, sizeof self->added_bucket);
-    for (int i = 0; i < self->n_added; i++) self->added_bucket[(uint8_t)self->added[i].text[0] + 1]++;
-    for (int b = 0; b < 256; b++) self->added_bucket[b + 1] += self->added_bucket[b];
+    for (int i = 0; i < self->n_added; i++)
+        self->added_bucket[(uint8_t)self->added[i].text[0] + 1]++;
+    for (int b = 0; b < 256; b++)
+        self->added_bucket[b + 1] += self->added_bucket[b];
     int32_t fill[256];
     memcpy(fill, self->added_bucket, sizeof fill);
     for (int i = 0; i < self->n_added; i++) {
         uint8_t c = (uint8_t)self->added[i].text[0];
         int32_t j = fill[c]++;
-        while (j > self->added_bucket[c] && self->added[self->added_order[j - 1]].len < self->added[i].len) {
+        while (j > self->added_bucket[c] &&
+               self->added[self->added_order[j - 1]].len < self->added[i].len) {
             self->added_order[j] = self->added_order[j - 1]; /* insertion: longest first, stable */
             j--;
         }
@@ -689,8 +709,8 @@ int tr_tok_impl_finish(tr_tokenizer_t *self, char *err, size_t err_size) {
             k -= 1;
             int32_t a = (int32_t)(k >> 32), b = (int32_t)(uint32_t)k;
             if ((self->pieces[a].attr & (TR_TOK_ATTR_BYTE | TR_TOK_ATTR_UNKNOWN)) ||
-                (self->pieces[b].attr & (TR_TOK_ATTR_BYTE | TR_TOK_ATTR_UNKNOWN)) || a == self->unk ||
-                b == self->unk)
+                (self->pieces[b].attr & (TR_TOK_ATTR_BYTE | TR_TOK_ATTR_UNKNOWN)) ||
+                a == self->unk || b == self->unk)
                 self->can_split_words = false;
         }
     }
@@ -723,7 +743,8 @@ int tr_tok_impl_finish(tr_tokenizer_t *self, char *err, size_t err_size) {
 void tr_tokenizer_destroy(tr_tokenizer_t **self_p) {
     if (!self_p || !*self_p) return;
     tr_tokenizer_t *self = *self_p;
-    for (size_t i = 0; i < self->n_arena_blocks; i++) free(self->arena_blocks[i]);
+    for (size_t i = 0; i < self->n_arena_blocks; i++)
+        free(self->arena_blocks[i]);
     free(self->arena_blocks);
     free(self->pieces);
     free(self->vocab_map.hashes);
@@ -731,7 +752,8 @@ void tr_tokenizer_destroy(tr_tokenizer_t **self_p) {
     free(self->added);
     free(self->added_order);
     free(self->norm);
-    for (int i = 0; i < self->n_pre; i++) pcre2_code_free(self->pre[i].re);
+    for (int i = 0; i < self->n_pre; i++)
+        pcre2_code_free(self->pre[i].re);
     free(self->pre);
     free(self->merges.keys);
     free(self->merges.rank);
@@ -744,7 +766,8 @@ void tr_tokenizer_destroy(tr_tokenizer_t **self_p) {
     free(self->cache.bytes);
     free(self->scratch_sym);
     free(self->scratch_heap);
-    for (int i = 0; i < 3; i++) free(self->scratch_buf[i]);
+    for (int i = 0; i < 3; i++)
+        free(self->scratch_buf[i]);
     if (self->md) pcre2_match_data_free(self->md);
     memset(self, 0x5a, sizeof *self);
     free(self);
@@ -753,19 +776,32 @@ void tr_tokenizer_destroy(tr_tokenizer_t **self_p) {
 
 /* ---- getters ---- */
 
-int32_t tr_tokenizer_n_vocab(const tr_tokenizer_t *self) { return self->n_vocab; }
-int32_t tr_tokenizer_bos(const tr_tokenizer_t *self) { return self->bos; }
-int32_t tr_tokenizer_eos(const tr_tokenizer_t *self) { return self->eos; }
-int32_t tr_tokenizer_unk(const tr_tokenizer_t *self) { return self->unk; }
-int32_t tr_tokenizer_pad(const tr_tokenizer_t *self) { return self->pad; }
-const char *tr_tokenizer_kind(const tr_tokenizer_t *self) { return self->kind; }
+int32_t tr_tokenizer_n_vocab(const tr_tokenizer_t *self) {
+    return self->n_vocab;
+}
+int32_t tr_tokenizer_bos(const tr_tokenizer_t *self) {
+    return self->bos;
+}
+int32_t tr_tokenizer_eos(const tr_tokenizer_t *self) {
+    return self->eos;
+}
+int32_t tr_tokenizer_unk(const tr_tokenizer_t *self) {
+    return self->unk;
+}
+int32_t tr_tokenizer_pad(const tr_tokenizer_t *self) {
+    return self->pad;
+}
+const char *tr_tokenizer_kind(const tr_tokenizer_t *self) {
+    return self->kind;
+}
 
 bool tr_tokenizer_adds_bos(const tr_tokenizer_t *self) {
     return self->bos >= 0 && self->n_prefix > 0 && self->prefix_ids[0] == self->bos;
 }
 
 bool tr_tokenizer_adds_eos(const tr_tokenizer_t *self) {
-    return self->eos >= 0 && self->n_suffix > 0 && self->suffix_ids[self->n_suffix - 1] == self->eos;
+    return self->eos >= 0 && self->n_suffix > 0 &&
+           self->suffix_ids[self->n_suffix - 1] == self->eos;
 }
 
 const char *tr_tokenizer_token_text(const tr_tokenizer_t *self, int32_t id, size_t *len) {
@@ -815,10 +851,12 @@ static size_t s_space_tail(const char *s, size_t n, bool ascii) {
     size_t i = n;
     while (i > 0) {
         size_t j = i - 1;
-        while (j > 0 && ((uint8_t)s[j] & 0xc0) == 0x80) j--;
+        while (j > 0 && ((uint8_t)s[j] & 0xc0) == 0x80)
+            j--;
         uint32_t cp;
         tr_tok_impl_utf8_get(s + j, i - j, &cp);
-        if (ascii ? !(cp < 0x80 && (cp == ' ' || (cp >= 9 && cp <= 13))) : !s_is_space_cp(cp)) break;
+        if (ascii ? !(cp < 0x80 && (cp == ' ' || (cp >= 9 && cp <= 13))) : !s_is_space_cp(cp))
+            break;
         i = j;
     }
     return n - i;
@@ -829,7 +867,8 @@ static size_t s_space_head(const char *s, size_t n, bool ascii) {
     while (i < n) {
         uint32_t cp;
         int l = tr_tok_impl_utf8_get(s + i, n - i, &cp);
-        if (ascii ? !(cp < 0x80 && (cp == ' ' || (cp >= 9 && cp <= 13))) : !s_is_space_cp(cp)) break;
+        if (ascii ? !(cp < 0x80 && (cp == ' ' || (cp >= 9 && cp <= 13))) : !s_is_space_cp(cp))
+            break;
         i += (size_t)l;
     }
     return i;
@@ -841,7 +880,8 @@ static int s_split_added(const tr_tokenizer_t *self, const char *s, size_t n, bo
                          unsigned flags, bool first, s_spans_t *out) {
     const uint8_t *firsts = normalized ? self->added_first_norm : self->added_first_raw;
     bool any = false;
-    for (int i = 0; i < 32 && !any; i++) any = firsts[i] != 0;
+    for (int i = 0; i < 32 && !any; i++)
+        any = firsts[i] != 0;
     size_t start = 0; /* start of the pending text */
     if (any) {
         for (size_t pos = 0; pos < n;) {
@@ -886,8 +926,16 @@ extern const uint64_t tr_tok_comp_key[];
 extern const uint32_t tr_tok_comp_val[];
 extern const size_t tr_tok_n_comp;
 
-enum { s_SBASE = 0xac00, s_LBASE = 0x1100, s_VBASE = 0x1161, s_TBASE = 0x11a7, s_LCOUNT = 19,
-       s_VCOUNT = 21, s_TCOUNT = 28, s_SCOUNT = 19 * 21 * 28 };
+enum {
+    s_SBASE = 0xac00,
+    s_LBASE = 0x1100,
+    s_VBASE = 0x1161,
+    s_TBASE = 0x11a7,
+    s_LCOUNT = 19,
+    s_VCOUNT = 21,
+    s_TCOUNT = 28,
+    s_SCOUNT = 19 * 21 * 28
+};
 
 static int s_ccc(uint32_t cp) {
     if (cp < 0x300) return 0;
@@ -896,8 +944,10 @@ static int s_ccc(uint32_t cp) {
         size_t mid = (lo + hi) / 2;
         uint32_t c = tr_tok_ccc[mid] >> 8;
         if (c == cp) return (int)(tr_tok_ccc[mid] & 0xff);
-        if (c < cp) lo = mid + 1;
-        else hi = mid;
+        if (c < cp)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return 0;
 }
@@ -911,8 +961,10 @@ static const uint32_t *s_decomp(uint32_t cp, bool compat, uint32_t *len) {
             *len = idx[mid][2];
             return (compat ? tr_tok_compat_pool : tr_tok_canon_pool) + idx[mid][1];
         }
-        if (idx[mid][0] < cp) lo = mid + 1;
-        else hi = mid;
+        if (idx[mid][0] < cp)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return NULL;
 }
@@ -928,8 +980,10 @@ static uint32_t s_compose(uint32_t a, uint32_t b) {
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         if (tr_tok_comp_key[mid] == key) return tr_tok_comp_val[mid];
-        if (tr_tok_comp_key[mid] < key) lo = mid + 1;
-        else hi = mid;
+        if (tr_tok_comp_key[mid] < key)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return 0;
 }
@@ -954,7 +1008,8 @@ static int s_cps_push(s_cps_t *c, uint32_t cp) {
 /* Normalizes b in place to NFC/NFD/NFKC/NFKD. */
 static int s_unicode_normalize(s_buf_t *b, tr_tok_norm_kind_t form) {
     bool ascii = true;
-    for (size_t i = 0; i < b->len && ascii; i++) ascii = (uint8_t)b->p[i] < 0x80;
+    for (size_t i = 0; i < b->len && ascii; i++)
+        ascii = (uint8_t)b->p[i] < 0x80;
     if (ascii) return TR_OK; /* ASCII is invariant under every form */
     bool compat = form == TR_TOK_NORM_NFKC || form == TR_TOK_NORM_NFKD;
     bool compose = form == TR_TOK_NORM_NFC || form == TR_TOK_NORM_NFKC;
@@ -1158,12 +1213,14 @@ static int s_find_matches(const tr_tokenizer_t *self, const tr_tok_pre_t *st, co
 /* HF NormalizedString::split with a behaviour: spans (in place) -> kept spans. */
 static size_t s_apply_behavior(s_mspan_t *v, size_t n, tr_tok_split_behavior_t b, bool invert) {
     if (invert)
-        for (size_t i = 0; i < n; i++) v[i].m = !v[i].m;
+        for (size_t i = 0; i < n; i++)
+            v[i].m = !v[i].m;
     size_t o = 0;
     bool prev_match = false;
     switch (b) {
     case TR_TOK_SPLIT_ISOLATED:
-        for (size_t i = 0; i < n; i++) v[o++] = (s_mspan_t){v[i].s, v[i].e, false};
+        for (size_t i = 0; i < n; i++)
+            v[o++] = (s_mspan_t){v[i].s, v[i].e, false};
         break;
     case TR_TOK_SPLIT_REMOVED:
         for (size_t i = 0; i < n; i++)
@@ -1172,16 +1229,20 @@ static size_t s_apply_behavior(s_mspan_t *v, size_t n, tr_tok_split_behavior_t b
     case TR_TOK_SPLIT_CONTIGUOUS:
         for (size_t i = 0; i < n; i++) {
             bool m = v[i].m; /* read before v[o] (o <= i) is overwritten */
-            if (m == prev_match && o > 0) v[o - 1].e = v[i].e;
-            else v[o++] = (s_mspan_t){v[i].s, v[i].e, false};
+            if (m == prev_match && o > 0)
+                v[o - 1].e = v[i].e;
+            else
+                v[o++] = (s_mspan_t){v[i].s, v[i].e, false};
             prev_match = m;
         }
         break;
     case TR_TOK_SPLIT_MERGED_WITH_PREVIOUS:
         for (size_t i = 0; i < n; i++) {
             bool m = v[i].m;
-            if (m && !prev_match && o > 0) v[o - 1].e = v[i].e;
-            else v[o++] = (s_mspan_t){v[i].s, v[i].e, false};
+            if (m && !prev_match && o > 0)
+                v[o - 1].e = v[i].e;
+            else
+                v[o++] = (s_mspan_t){v[i].s, v[i].e, false};
             prev_match = m;
         }
         break;
@@ -1190,11 +1251,14 @@ static size_t s_apply_behavior(s_mspan_t *v, size_t n, tr_tok_split_behavior_t b
         size_t k = n;
         for (size_t i = n; i-- > 0;) {
             bool m = v[i].m; /* read before v[k - 1] (k - 1 >= i) is overwritten */
-            if (m && !prev_match && k < n) v[k].s = v[i].s;
-            else v[--k] = (s_mspan_t){v[i].s, v[i].e, false};
+            if (m && !prev_match && k < n)
+                v[k].s = v[i].s;
+            else
+                v[--k] = (s_mspan_t){v[i].s, v[i].e, false};
             prev_match = m;
         }
-        for (size_t i = k; i < n; i++) v[o++] = v[i];
+        for (size_t i = k; i < n; i++)
+            v[o++] = v[i];
         break;
     }
     }
@@ -1275,7 +1339,7 @@ static int s_pre_step(const tr_tokenizer_t *self, const tr_tok_pre_t *st, const 
 /* ---- engines ---- */
 
 typedef struct {
-    int32_t id;          /* token id; -1: not resolved yet (SPM chars) */
+    int32_t id; /* token id; -1: not resolved yet (SPM chars) */
     int32_t prev, next;
     uint32_t start, len; /* bytes of the word */
     bool fixed;          /* byte-fallback symbol that never merges (llama2.c) */
@@ -1436,7 +1500,8 @@ static int s_spm_score(const tr_tokenizer_t *self, const char *word, size_t n, t
         R->len = 0;
         L->next = R->next;
         if (R->next >= 0) w->sym[R->next].prev = c.left;
-        if (s_spm_pair(self, w, word, L->prev, c.left) || s_spm_pair(self, w, word, c.left, L->next))
+        if (s_spm_pair(self, w, word, L->prev, c.left) ||
+            s_spm_pair(self, w, word, c.left, L->next))
             return TR_ENOMEM;
     }
     for (int32_t i = 0; i >= 0; i = w->sym[i].next) {
@@ -1498,11 +1563,12 @@ static int s_bpe_word(const tr_tokenizer_t *self, const char *word, size_t n, tr
             bool done = false;
             if (self->byte_fallback) {
                 bool all = true;
-                for (size_t k = 0; k < cl; k++) all = all && self->byte_ids[(uint8_t)word[o + k]] >= 0;
+                for (size_t k = 0; k < cl; k++)
+                    all = all && self->byte_ids[(uint8_t)word[o + k]] >= 0;
                 if (all) {
                     for (size_t k = 0; k < cl; k++)
-                        if (s_sym_push(w, self->byte_ids[(uint8_t)word[o + k]], (uint32_t)(o + k), 1,
-                                       false))
+                        if (s_sym_push(w, self->byte_ids[(uint8_t)word[o + k]], (uint32_t)(o + k),
+                                       1, false))
                             return TR_ENOMEM;
                     done = true;
                 }
@@ -1574,14 +1640,16 @@ static void s_cache_put(tr_tokenizer_t *self, const char *w, size_t n, uint64_t 
     if ((c->n + 1) * 10 > c->cap * 7 || c->bytes_len + need > s_CACHE_MAX_BYTES) s_cache_clear(c);
     if (c->bytes_len + need > c->bytes_cap) {
         size_t cap = c->bytes_cap ? c->bytes_cap * 2 : 1u << 16;
-        while (cap < c->bytes_len + need) cap *= 2;
+        while (cap < c->bytes_len + need)
+            cap *= 2;
         uint8_t *p = realloc(c->bytes, cap);
         if (!p) return;
         c->bytes = p;
         c->bytes_cap = cap;
     }
     size_t mask = c->cap - 1, i = h & mask;
-    while (c->hashes[i]) i = (i + 1) & mask;
+    while (c->hashes[i])
+        i = (i + 1) & mask;
     c->hashes[i] = h;
     c->off[i] = (uint32_t)c->bytes_len;
     c->word_len[i] = (uint32_t)n;
@@ -1608,16 +1676,20 @@ static int s_encode_word(tr_tokenizer_t *self, const char *w, size_t n, tr_tok_i
         if (s_cache_get(self, w, n, h, out, &rc)) return rc;
     }
     size_t before = out->n;
-    if (self->engine == TR_TOK_ENGINE_SPM_SCORE) rc = s_spm_score(self, w, n, out, work);
-    else rc = s_bpe_word(self, w, n, out, work, mapped);
-    if (!rc && n <= s_CACHE_MAX_WORD) s_cache_put(self, w, n, h, out->ids + before, out->n - before);
+    if (self->engine == TR_TOK_ENGINE_SPM_SCORE)
+        rc = s_spm_score(self, w, n, out, work);
+    else
+        rc = s_bpe_word(self, w, n, out, work, mapped);
+    if (!rc && n <= s_CACHE_MAX_WORD)
+        s_cache_put(self, w, n, h, out->ids + before, out->n - before);
     return rc;
 }
 
 /* Cuts a long segment where no vocabulary token spans the cut (see tr_tok_impl_finish). */
 static int s_encode_guarded(tr_tokenizer_t *self, const char *s, size_t n, tr_tok_ids_t *out,
                             s_work_t *work, s_buf_t *mapped) {
-    if (!self->can_split_words || n < s_GUARD_MIN) return s_encode_word(self, s, n, out, work, mapped);
+    if (!self->can_split_words || n < s_GUARD_MIN)
+        return s_encode_word(self, s, n, out, work, mapped);
     size_t start = 0, o = 0, prev_o = 0;
     uint32_t prev = 0;
     bool have = false;
@@ -1626,9 +1698,10 @@ static int s_encode_guarded(tr_tokenizer_t *self, const char *s, size_t n, tr_to
     while (o < n) {
         uint32_t cp;
         int l = tr_tok_impl_utf8_get(s + o, n - o, &cp);
-        bool adj = prev < 128 && cp < 128
-                       ? (self->adjacent_ascii[(prev * 128 + cp) >> 3] >> ((prev * 128 + cp) & 7)) & 1
-                       : s_set_has(&self->adjacent, s_pair_key(prev, cp));
+        bool adj =
+            prev < 128 && cp < 128
+                ? (self->adjacent_ascii[(prev * 128 + cp) >> 3] >> ((prev * 128 + cp) & 7)) & 1
+                : s_set_has(&self->adjacent, s_pair_key(prev, cp));
         if (have && !adj &&
             !(fuse && tr_tok_impl_lookup(self, s + prev_o, o - prev_o) < 0 &&
               tr_tok_impl_lookup(self, s + o, (size_t)l) < 0)) {
@@ -1702,7 +1775,8 @@ int tr_tokenizer_encode(tr_tokenizer_t *self, const char *text, size_t len, unsi
             if ((rc = s_ids_push(out, self->prefix_ids[i]))) goto done;
     if ((rc = s_split_added(self, text, len, false, flags, true, &e.seg1))) goto done;
     bool have_norm_added = false;
-    for (int i = 0; i < 32; i++) have_norm_added |= self->added_first_norm[i] != 0;
+    for (int i = 0; i < 32; i++)
+        have_norm_added |= self->added_first_norm[i] != 0;
     for (size_t i = 0; i < e.seg1.n; i++) {
         const s_span_t *sp = &e.seg1.v[i];
         if (sp->id >= 0) {
@@ -1724,8 +1798,10 @@ int tr_tokenizer_encode(tr_tokenizer_t *self, const char *text, size_t len, unsi
         if ((rc = s_split_added(self, s, n, true, flags, sp->first, &e.seg2))) goto done;
         for (size_t k = 0; k < e.seg2.n; k++) {
             const s_span_t *q = &e.seg2.v[k];
-            if (q->id >= 0) rc = s_ids_push(out, q->id);
-            else rc = s_encode_segment(self, s + q->off, q->len, q->first, out, &e);
+            if (q->id >= 0)
+                rc = s_ids_push(out, q->id);
+            else
+                rc = s_encode_segment(self, s + q->off, q->len, q->first, out, &e);
             if (rc) goto done;
         }
     }
@@ -1754,13 +1830,13 @@ done:
 struct tr_tok_stream {
     const tr_tokenizer_t *tok; /* borrowed */
     unsigned flags;
-    uint8_t *run;              /* owned: pending <0xNN> bytes */
+    uint8_t *run; /* owned: pending <0xNN> bytes */
     size_t run_len, run_cap;
-    uint8_t pend[4];           /* lossy assembler: incomplete sequence */
+    uint8_t pend[4]; /* lossy assembler: incomplete sequence */
     int pend_len, pend_need;
-    uint8_t pend_lo, pend_hi;  /* allowed range of the second byte */
-    uint32_t strip_left;       /* whole-text strip still allowed */
-    int64_t n_tokens;          /* tokens that reached the decoder */
+    uint8_t pend_lo, pend_hi; /* allowed range of the second byte */
+    uint32_t strip_left;      /* whole-text strip still allowed */
+    int64_t n_tokens;         /* tokens that reached the decoder */
     int32_t prev_id;
     s_buf_t tmp;
 };
@@ -1814,8 +1890,8 @@ static int s_emit_bytes(tr_tok_stream_t *st, const uint8_t *s, size_t n, tr_tok_
     while (i < n) {
         uint8_t c = s[i];
         if (st->pend_len) {
-            bool ok = st->pend_len == 1 ? (c >= st->pend_lo && c <= st->pend_hi)
-                                        : (c & 0xc0) == 0x80;
+            bool ok =
+                st->pend_len == 1 ? (c >= st->pend_lo && c <= st->pend_hi) : (c & 0xc0) == 0x80;
             if (ok) {
                 st->pend[st->pend_len++] = c;
                 i++;
@@ -1844,7 +1920,8 @@ static int s_emit_bytes(tr_tok_stream_t *st, const uint8_t *s, size_t n, tr_tok_
             i += (size_t)len; /* complete and valid in this chunk */
             continue;
         }
-        if (i > run_start && (rc = s_emit_text(st, (const char *)s + run_start, i - run_start, out)))
+        if (i > run_start &&
+            (rc = s_emit_text(st, (const char *)s + run_start, i - run_start, out)))
             return rc;
         if (!len) { /* not a lead byte */
             if ((rc = s_emit_text(st, s_fffd, 3, out))) return rc;
@@ -1875,7 +1952,8 @@ static int s_emit_token_text(tr_tok_stream_t *st, const char *s, size_t n, tr_to
         }
         for (uint32_t k = 0; k < d->strip_stop && n; k++) {
             size_t j = n - 1;
-            while (j > 0 && ((uint8_t)s[j] & 0xc0) == 0x80) j--;
+            while (j > 0 && ((uint8_t)s[j] & 0xc0) == 0x80)
+                j--;
             uint32_t cp;
             tr_tok_impl_utf8_get(s + j, n - j, &cp);
             if (cp != d->strip_char) break;
@@ -2021,7 +2099,8 @@ int tr_tokenizer_decode(const tr_tokenizer_t *self, const int32_t *ids, size_t n
     st.flags = flags;
     s_stream_reset(&st);
     int rc = TR_OK;
-    for (size_t i = 0; i < n && !rc; i++) rc = tr_tok_stream_push(&st, ids[i], out);
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = tr_tok_stream_push(&st, ids[i], out);
     if (!rc) rc = tr_tok_stream_flush(&st, out);
     free(st.run);
     free(st.tmp.p);

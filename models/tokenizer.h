@@ -70,7 +70,7 @@ enum {
 enum {
     TR_TOK_ATTR_NORMAL = 1u << 0,
     TR_TOK_ATTR_UNKNOWN = 1u << 1,
-    TR_TOK_ATTR_CONTROL = 1u << 2, /* special: BOS, EOS, <|im_start|>, ... */
+    TR_TOK_ATTR_CONTROL = 1u << 2,      /* special: BOS, EOS, <|im_start|>, ... */
     TR_TOK_ATTR_USER_DEFINED = 1u << 3, /* added, not special: always matched in text */
     TR_TOK_ATTR_UNUSED = 1u << 4,
     TR_TOK_ATTR_BYTE = 1u << 5, /* <0xNN> byte-fallback token */
@@ -117,8 +117,8 @@ tr_tokenizer_t *tr_tokenizer_new_gguf(const tr_gguf_t *gguf, int *status, char *
 
 /* llama2.c tokenizer.bin. n_vocab is the model's vocab_size (the format does not store
  * it); 0 reads tokens until the end of the file. */
-tr_tokenizer_t *tr_tokenizer_new_llama2c(const char *path, int32_t n_vocab, int *status,
-                                         char *err, size_t err_size);
+tr_tokenizer_t *tr_tokenizer_new_llama2c(const char *path, int32_t n_vocab, int *status, char *err,
+                                         size_t err_size);
 
 /* Frees *self_p and sets it to NULL; NULL-safe. Streams created from it must be gone. */
 void tr_tokenizer_destroy(tr_tokenizer_t **self_p);

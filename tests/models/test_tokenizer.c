@@ -161,8 +161,8 @@ static void s_check_vectors(const char *label, tr_tokenizer_t *tok, const s_vect
         rc = tr_tokenizer_decode(tok, v->ids[i], v->n_ids[i], 0, &t);
         if (rc || t.len != v->len[i] || memcmp(t.data, v->text[i], t.len)) {
             if (!bad_dec++)
-                diag("%s: decode of vector #%zu: '%.60s' != '%.60s'", label, i, t.data ? t.data : "",
-                     v->text[i]);
+                diag("%s: decode of vector #%zu: '%.60s' != '%.60s'", label, i,
+                     t.data ? t.data : "", v->text[i]);
         }
         tr_tok_stream_t *st = tr_tok_stream_new(tok, 0);
         bool sok = true;
@@ -186,8 +186,8 @@ static void s_check_vectors(const char *label, tr_tokenizer_t *tok, const s_vect
 }
 
 static void s_test_llamacpp(void) {
-    static const char *const vocab[] = {"llama-spm", "phi-3", "gpt-2", "deepseek-llm", "llama-bpe",
-                                        "qwen2"};
+    static const char *const vocab[] = {"llama-spm",    "phi-3",     "gpt-2",
+                                        "deepseek-llm", "llama-bpe", "qwen2"};
     for (size_t k = 0; k < TR_ARRAY_LEN(vocab); k++) {
         char g[256], inp[256], outp[256];
         snprintf(g, sizeof g, "ggml-vocab-%s.gguf", vocab[k]);
@@ -219,7 +219,8 @@ static void s_test_llamacpp(void) {
     char err[256];
     int rc;
     tr_tokenizer_t *tok = tr_tokenizer_new(s_path("tokenizer.bin"), &rc, err, sizeof err);
-    if (ok(tok != NULL, "llama2.c tokenizer.bin loads")) s_check_vectors("llama2.c tokenizer.bin", tok, &v, false);
+    if (ok(tok != NULL, "llama2.c tokenizer.bin loads"))
+        s_check_vectors("llama2.c tokenizer.bin", tok, &v, false);
     tr_tokenizer_destroy(&tok);
     tok = tr_tokenizer_new(s_path("tinyllama-1.1b-chat-v1.0"), &rc, err, sizeof err);
     if (ok(tok != NULL, "tinyllama tokenizer.json loads"))
@@ -233,10 +234,13 @@ static void s_test_llamacpp(void) {
 static void s_test_llama2c(void) {
     char err[256];
     int rc;
-    tr_tokenizer_t *tok = tr_tokenizer_new_llama2c(s_path("tokenizer.bin"), 32000, &rc, err, sizeof err);
-    if (!ok(tok != NULL, "llama2.c tokenizer.bin with n_vocab 32000 (%s)", tok ? "ok" : err)) return;
-    ok(tr_tokenizer_n_vocab(tok) == 32000 && tr_tokenizer_bos(tok) == 1 && tr_tokenizer_eos(tok) == 2 &&
-       tr_tokenizer_adds_bos(tok), "llama2.c: 32000 tokens, BOS 1, EOS 2, adds BOS");
+    tr_tokenizer_t *tok =
+        tr_tokenizer_new_llama2c(s_path("tokenizer.bin"), 32000, &rc, err, sizeof err);
+    if (!ok(tok != NULL, "llama2.c tokenizer.bin with n_vocab 32000 (%s)", tok ? "ok" : err))
+        return;
+    ok(tr_tokenizer_n_vocab(tok) == 32000 && tr_tokenizer_bos(tok) == 1 &&
+           tr_tokenizer_eos(tok) == 2 && tr_tokenizer_adds_bos(tok),
+       "llama2.c: 32000 tokens, BOS 1, EOS 2, adds BOS");
     json_error_t je;
     FILE *f = fopen(s_path("llama2_tokenizer_encode_vectors.jsonl"), "r");
     char line[8192];
@@ -302,7 +306,8 @@ static void s_test_llama2c(void) {
     tr_tok_text_init(&t2);
     rc = tr_tokenizer_encode(tok, expected, n_exp, TR_TOK_ADD_SPECIAL, &back);
     if (!rc) rc = tr_tokenizer_decode(tok, back.ids, back.n, TR_TOK_SKIP_SPECIAL, &t2);
-    ok(!rc && t2.len == n_exp && !memcmp(t2.data, expected, n_exp), "tok512: encode/decode round trip");
+    ok(!rc && t2.len == n_exp && !memcmp(t2.data, expected, n_exp),
+       "tok512: encode/decode round trip");
     tr_tok_ids_fini(&back);
     tr_tok_text_fini(&t2);
     tr_tok_text_fini(&t);
@@ -324,8 +329,10 @@ static bool s_stream_all(tr_tokenizer_t *tok, const int32_t *ids, size_t n, tr_t
         size_t before = all->len;
         int rc = k < n ? tr_tok_stream_push(st, ids[k], all) : tr_tok_stream_flush(st, all);
         good = !rc && s_utf8_ok(all->data + before, all->len - before);
-        if (all->len > before) since = 0;
-        else if (++since > *max_held) *max_held = since;
+        if (all->len > before)
+            since = 0;
+        else if (++since > *max_held)
+            *max_held = since;
     }
     tr_tok_stream_destroy(&st);
     return good;
@@ -367,7 +374,8 @@ static void s_test_streaming(void) {
             char name[8];
             static const unsigned char emoji[4] = {0xf0, 0x9f, 0xa6, 0x99};
             if (bytelevel) { /* the byte-level char of the byte */
-                unsigned cpv = emoji[i]; /* 0x80..0xff bytes: 0xa1..0xac and >= 0xae map to themselves */
+                unsigned cpv =
+                    emoji[i]; /* 0x80..0xff bytes: 0xa1..0xac and >= 0xae map to themselves */
                 unsigned cp = (cpv >= 0xa1 && cpv <= 0xac) || cpv >= 0xae ? cpv : 0;
                 if (!cp) { /* 0x80..0xa0, 0xad: 256 + index among the unprintable bytes */
                     int idx = 0;
@@ -388,7 +396,8 @@ static void s_test_streaming(void) {
         tr_tok_stream_t *st = tr_tok_stream_new(tok, 0);
         tr_tok_text_t o;
         tr_tok_text_init(&o);
-        for (int i = 0; i < 3; i++) tr_tok_stream_push(st, b[i], &o);
+        for (int i = 0; i < 3; i++)
+            tr_tok_stream_push(st, b[i], &o);
         bool none_yet = o.len == 0;
         tr_tok_stream_push(st, b[3], &o);
         tr_tok_stream_flush(st, &o);
@@ -426,7 +435,8 @@ static void s_test_streaming(void) {
 static void s_expect_fail(const char *what, const char *json, int want_rc, const char *want_msg) {
     char err[512] = "";
     int rc = 0;
-    tr_tokenizer_t *tok = tr_tokenizer_new_hf_from_string(json, strlen(json), NULL, &rc, err, sizeof err);
+    tr_tokenizer_t *tok =
+        tr_tokenizer_new_hf_from_string(json, strlen(json), NULL, &rc, err, sizeof err);
     ok(!tok && rc == want_rc && strstr(err, want_msg), "bad input: %s -> %s '%s'", what,
        tr_strerror(rc), err);
     tr_tokenizer_destroy(&tok);
@@ -436,25 +446,25 @@ static void s_expect_fail(const char *what, const char *json, int want_rc, const
 static void *s_mini_gguf(const char *model, const char *pre, size_t *size) {
     size_t cap = 4096, n = 0;
     uint8_t *b = calloc(1, cap);
-#define PUT(p, k)                \
-    do {                         \
-        memcpy(b + n, (p), (k)); \
-        n += (k);                \
+#define PUT(p, k)                                                                                  \
+    do {                                                                                           \
+        memcpy(b + n, (p), (k));                                                                   \
+        n += (k);                                                                                  \
     } while (0)
-#define U32(x)              \
-    do {                    \
-        uint32_t _v = (x);  \
-        PUT(&_v, 4);        \
+#define U32(x)                                                                                     \
+    do {                                                                                           \
+        uint32_t _v = (x);                                                                         \
+        PUT(&_v, 4);                                                                               \
     } while (0)
-#define U64(x)              \
-    do {                    \
-        uint64_t _v = (x);  \
-        PUT(&_v, 8);        \
+#define U64(x)                                                                                     \
+    do {                                                                                           \
+        uint64_t _v = (x);                                                                         \
+        PUT(&_v, 8);                                                                               \
     } while (0)
-#define STR(s)             \
-    do {                   \
-        U64(strlen(s));    \
-        PUT(s, strlen(s)); \
+#define STR(s)                                                                                     \
+    do {                                                                                           \
+        U64(strlen(s));                                                                            \
+        PUT(s, strlen(s));                                                                         \
     } while (0)
     U32(TR_GGUF_MAGIC);
     U32(3);
@@ -487,7 +497,8 @@ static void s_test_bad_input(void) {
     char err[512] = "";
     int rc = 0;
     tr_tokenizer_t *tok = tr_tokenizer_new(s_path("nope/tokenizer.json"), &rc, err, sizeof err);
-    ok(!tok && rc == TR_ENOENT && strstr(err, "nope"), "bad input: missing file -> ENOENT '%s'", err);
+    ok(!tok && rc == TR_ENOENT && strstr(err, "nope"), "bad input: missing file -> ENOENT '%s'",
+       err);
     tok = tr_tokenizer_new_hf(s_path("nope.json"), NULL, &rc, err, sizeof err);
     ok(!tok && rc == TR_ENOENT, "bad input: missing tokenizer.json -> ENOENT '%s'", err);
 
@@ -506,9 +517,50 @@ static void s_test_bad_input(void) {
         }
         ok(wrong == 0, "bad input: truncated tokenizer.json -> EPROTO 'not valid JSON' (%s)", err);
         /* garbage */
-        for (size_t i = 0; i < n; i += 7) js[i] = (char)(js[i] ^ 0x5a);
+        for (size_t i = 0; i < n; i += 7)
+            js[i] = (char)(js[i] ^ 0x5a);
         tok = tr_tokenizer_new_hf_from_string(js, n, NULL, &rc, err, sizeof err);
         ok(!tok && rc == TR_EPROTO, "bad input: garbage -> EPROTO '%s'", err);
+        free(js);
+    }
+    /* random byte flips in a small real tokenizer.json: loads or fails with a message; a
+     * tokenizer that loads encodes and decodes without crashing */
+    js = s_slurp(s_path("tinystories-656k/tokenizer.json"), &n);
+    if (js) {
+        uint64_t rng = 0x2545f4914f6cdd1dull;
+        int loaded = 0, refused = 0, silent = 0;
+        char *copy = malloc(n);
+        for (int it = 0; it < 300; it++) {
+            memcpy(copy, js, n);
+            for (int k = 0; k < 1 + it % 3; k++) {
+                rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+                /* half raw bytes, half letters (valid JSON more often: semantic checks) */
+                copy[rng % n] = it & 1 ? (char)('a' + (rng >> 40) % 26) : (char)(rng >> 40);
+            }
+            err[0] = 0;
+            tok = tr_tokenizer_new_hf_from_string(copy, n, NULL, &rc, err, sizeof err);
+            if (tok) {
+                loaded++;
+                tr_tok_ids_t ids;
+                tr_tok_ids_init(&ids);
+                tr_tokenizer_encode(tok, "Once upon a time <|start_story|> \xf0\x9f\x98\x80", 35,
+                                    TR_TOK_ADD_SPECIAL | TR_TOK_PARSE_SPECIAL, &ids);
+                tr_tok_text_t t;
+                tr_tok_text_init(&t);
+                tr_tokenizer_decode(tok, ids.ids, ids.n, 0, &t);
+                tr_tok_text_fini(&t);
+                tr_tok_ids_fini(&ids);
+                tr_tokenizer_destroy(&tok);
+            } else {
+                refused++;
+                if (!err[0] || rc >= 0) silent++;
+            }
+        }
+        ok(silent == 0,
+           "bad input: 300 damaged tokenizer.json copies: %d load, %d refused with a "
+           "message",
+           loaded, refused);
+        free(copy);
         free(js);
     }
     s_expect_fail("JSON array", "[1,2]", TR_EPROTO, "not a JSON object");
@@ -528,17 +580,19 @@ static void s_test_bad_input(void) {
         {"Lowercase in a Sequence",
          ",\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Lowercase\"}]}",
          "Lowercase", TR_EINVAL},
-        {"BertPreTokenizer", ",\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"}", "BertPreTokenizer",
-         TR_EINVAL},
-        {"bad regex", ",\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(\"},"
-                      "\"behavior\":\"Isolated\",\"invert\":false}",
+        {"BertPreTokenizer", ",\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"}",
+         "BertPreTokenizer", TR_EINVAL},
+        {"bad regex",
+         ",\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(\"},"
+         "\"behavior\":\"Isolated\",\"invert\":false}",
          "PCRE2", TR_EINVAL},
         {"WordPiece decoder", ",\"decoder\":{\"type\":\"WordPiece\"}", "WordPiece", TR_EINVAL},
         {"single_word added token",
          ",\"added_tokens\":[{\"id\":2,\"content\":\"ab\",\"single_word\":true,\"special\":false}]",
          "single_word", TR_EINVAL},
-        {"template special token without ids", ",\"post_processor\":{\"type\":\"TemplateProcessing\","
-                                          "\"single\":[{\"SpecialToken\":{\"id\":\"<s>\"}}]}",
+        {"template special token without ids",
+         ",\"post_processor\":{\"type\":\"TemplateProcessing\","
+         "\"single\":[{\"SpecialToken\":{\"id\":\"<s>\"}}]}",
          "<s>", TR_EPROTO},
     };
     for (size_t i = 0; i < TR_ARRAY_LEN(cases); i++) {
@@ -547,15 +601,16 @@ static void s_test_bad_input(void) {
         s_expect_fail(cases[i].what, j, cases[i].rc, cases[i].msg);
     }
     s_expect_fail("merge outside the vocab",
-                  "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a c\"]}}", TR_EPROTO,
-                  "not in the vocab");
+                  "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a c\"]}}",
+                  TR_EPROTO, "not in the vocab");
 
     /* GGUF */
     size_t gsz;
     void *gb = s_mini_gguf("bert", NULL, &gsz);
     tr_gguf_t *g = tr_gguf_new_from_memory(gb, gsz, &rc, err, sizeof err);
     tok = g ? tr_tokenizer_new_gguf(g, &rc, err, sizeof err) : NULL;
-    ok(g && !tok && rc == TR_EINVAL && strstr(err, "bert"), "bad input: GGUF model 'bert' -> '%s'", err);
+    ok(g && !tok && rc == TR_EINVAL && strstr(err, "bert"), "bad input: GGUF model 'bert' -> '%s'",
+       err);
     tr_gguf_destroy(&g);
     free(gb);
     gb = s_mini_gguf("gpt2", "no-such-pre", &gsz);
@@ -580,8 +635,10 @@ static void s_test_bad_input(void) {
     if (bin && fd >= 0 && write(fd, bin, n / 2) == (ssize_t)(n / 2)) {
         close(fd);
         tok = tr_tokenizer_new_llama2c(tmp, 512, &rc, err, sizeof err);
-        ok(!tok && rc == TR_EPROTO && strstr(err, "truncated"), "bad input: truncated tok512.bin "
-           "-> '%s'", err);
+        ok(!tok && rc == TR_EPROTO && strstr(err, "truncated"),
+           "bad input: truncated tok512.bin "
+           "-> '%s'",
+           err);
     } else {
         ok(0, "could not write %s", tmp);
         if (fd >= 0) close(fd);
@@ -594,7 +651,11 @@ static void s_test_bad_input(void) {
     if (tok) {
         tr_tok_ids_t ids;
         tr_tok_ids_init(&ids);
-        ok(tr_tokenizer_encode(tok, "a\xff" "b", 3, 0, &ids) == TR_EINVAL && ids.n == 0,
+        ok(tr_tokenizer_encode(tok,
+                               "a\xff"
+                               "b",
+                               3, 0, &ids) == TR_EINVAL &&
+               ids.n == 0,
            "bad input: invalid UTF-8 -> EINVAL");
         ok(tr_tokenizer_encode(tok, "\xed\xa0\x80", 3, 0, &ids) == TR_EINVAL,
            "bad input: UTF-8 surrogate -> EINVAL");
@@ -602,7 +663,7 @@ static void s_test_bad_input(void) {
         tr_tok_text_init(&t);
         int32_t bad_ids[2] = {5, 1 << 20};
         ok(tr_tokenizer_decode(tok, bad_ids, 2, 0, &t) == TR_EINVAL, "bad input: id out of range "
-           "-> EINVAL");
+                                                                     "-> EINVAL");
         ok(tr_tokenizer_encode(tok, "", 0, TR_TOK_ADD_SPECIAL, &ids) == TR_OK && ids.n == 0,
            "empty text -> no ids");
         tr_tok_text_fini(&t);
