@@ -52,7 +52,8 @@ typedef struct {
     size_t block_bytes;
 } s_ggml_traits_t;
 
-/* Block sizes and bytes from ggml's type_traits (ggml.c); retired ids stay zero. */
+/* Block sizes and bytes from ggml's type_traits (ggml.c), checked against gguf-py's
+ * GGML_QUANT_SIZES by tests/models/test_gguf_py.py; retired ids stay zero. */
 static const s_ggml_traits_t s_ggml_traits[TR_GGML_TYPE_COUNT] = {
     [TR_GGML_TYPE_F32] = {"f32", 1, 4},
     [TR_GGML_TYPE_F16] = {"f16", 1, 2},
@@ -86,6 +87,8 @@ static const s_ggml_traits_t s_ggml_traits[TR_GGML_TYPE_COUNT] = {
     [TR_GGML_TYPE_TQ1_0] = {"tq1_0", 256, 54},
     [TR_GGML_TYPE_TQ2_0] = {"tq2_0", 256, 66},
     [TR_GGML_TYPE_MXFP4] = {"mxfp4", 32, 17},
+    [TR_GGML_TYPE_NVFP4] = {"nvfp4", 64, 36},
+    [TR_GGML_TYPE_Q1_0] = {"q1_0", 128, 18},
 };
 
 static const char *s_gguf_type_names[TR_GGUF_TYPE_COUNT] = {

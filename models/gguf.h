@@ -88,7 +88,9 @@ typedef enum {
     TR_GGML_TYPE_TQ1_0 = 34,
     TR_GGML_TYPE_TQ2_0 = 35,
     TR_GGML_TYPE_MXFP4 = 39,
-    TR_GGML_TYPE_COUNT = 40
+    TR_GGML_TYPE_NVFP4 = 40,
+    TR_GGML_TYPE_Q1_0 = 41,
+    TR_GGML_TYPE_COUNT = 42
 } tr_ggml_type_t;
 
 /* A string inside the mapping: borrowed, `len` bytes, not NUL-terminated. */
