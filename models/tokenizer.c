@@ -1088,19 +1088,25 @@ static int s_normalize(const tr_tokenizer_t *self, const char *s, size_t n, s_bu
             b->len += st->a_len;
             break;
         case TR_TOK_NORM_REPLACE: {
+            if (!st->a_len) break;
             t.len = 0;
             size_t i = 0;
             while (i < b->len) {
-                if (st->a_len && i + st->a_len <= b->len && !memcmp(b->p + i, st->a, st->a_len)) {
-                    if (s_buf_put(&t, st->b, st->b_len)) goto nomem;
-                    i += st->a_len;
-                } else {
-                    if (s_buf_put(&t, b->p + i, 1)) goto nomem;
-                    i++;
-                }
+                const char *hit = memmem(b->p + i, b->len - i, st->a, st->a_len);
+                size_t upto = hit ? (size_t)(hit - b->p) : b->len;
+                if (s_buf_put(&t, b->p + i, upto - i)) goto nomem;
+                if (!hit) break;
+                if (s_buf_put(&t, st->b, st->b_len)) goto nomem;
+                i = upto + st->a_len;
             }
-            b->len = 0;
-            if (s_buf_put(b, t.p, t.len)) goto nomem;
+            char *swap = b->p; /* swap buffers instead of copying back */
+            size_t cap = b->cap;
+            b->p = t.p;
+            b->len = t.len;
+            b->cap = t.cap;
+            t.p = swap;
+            t.cap = cap;
+            t.len = 0;
             break;
         }
         case TR_TOK_NORM_STRIP: {
