@@ -2136,6 +2136,14 @@ tr_tokenizer_t *tr_tokenizer_new(const char *path, int *status, char *err, size_
         return tr_tokenizer_new_hf(js, have_cfg ? cfg : NULL, status, err, err_size);
     }
     if (s_ends_with(path, ".json")) return tr_tokenizer_new_hf(path, NULL, status, err, err_size);
+    if (s_ends_with(path, ".model")) {
+        if (status) *status = TR_EINVAL;
+        tr_tok_impl_fail(err, err_size, 0,
+                         "%s: SentencePiece .model (protobuf) files are not "
+                         "supported; use the model's tokenizer.json or GGUF",
+                         path);
+        return NULL;
+    }
     if (s_ends_with(path, ".gguf")) {
         tr_gguf_t *g = tr_gguf_new(path, status, err, err_size);
         if (!g) return NULL;

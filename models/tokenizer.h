@@ -99,7 +99,8 @@ void tr_tok_text_fini(tr_tok_text_t *t);
  * unsupported feature, TR_ENOMEM) and err (if not NULL) a one-line message. */
 
 /* Picks the loader from the path: a directory (tokenizer.json [+ tokenizer_config.json]),
- * *.json, *.gguf, or anything else as a llama2.c tokenizer.bin (vocab size from the file). */
+ * *.json, *.gguf, or anything else as a llama2.c tokenizer.bin (vocab size from the file).
+ * SentencePiece *.model files are refused (TR_EINVAL). */
 tr_tokenizer_t *tr_tokenizer_new(const char *path, int *status, char *err, size_t err_size);
 
 /* HF tokenizer.json; config_path (tokenizer_config.json) may be NULL. */

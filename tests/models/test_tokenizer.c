@@ -499,6 +499,11 @@ static void s_test_bad_input(void) {
     tr_tokenizer_t *tok = tr_tokenizer_new(s_path("nope/tokenizer.json"), &rc, err, sizeof err);
     ok(!tok && rc == TR_ENOENT && strstr(err, "nope"), "bad input: missing file -> ENOENT '%s'",
        err);
+    tok = tr_tokenizer_new(s_path("SOURCES.md"), &rc, err, sizeof err);
+    ok(!tok && rc == TR_EPROTO, "bad input: a text file as llama2.c tokenizer -> '%s'", err);
+    tok = tr_tokenizer_new(s_dir, &rc, err, sizeof err); /* a directory without tokenizer.json */
+    ok(!tok && rc == TR_ENOENT && strstr(err, "tokenizer.json"),
+       "bad input: directory without tokenizer.json -> ENOENT '%s'", err);
     tok = tr_tokenizer_new_hf(s_path("nope.json"), NULL, &rc, err, sizeof err);
     ok(!tok && rc == TR_ENOENT, "bad input: missing tokenizer.json -> ENOENT '%s'", err);
 
