@@ -24,23 +24,23 @@
 #define TR_GGUF_MAX_NESTING 4
 
 struct tr_gguf {
-    const uint8_t *base;       /* borrowed or mapped */
+    const uint8_t *base; /* borrowed or mapped */
     size_t size;
-    bool mapped;               /* base came from mmap */
+    bool mapped; /* base came from mmap */
     uint32_t version;
     uint32_t alignment;
     size_t data_offset;
     int64_t n_kv;
-    tr_gguf_kv_t *kv;          /* owned: n_kv */
+    tr_gguf_kv_t *kv; /* owned: n_kv */
     int64_t n_tensors;
     tr_gguf_tensor_t *tensors; /* owned: n_tensors */
     char *names;               /* owned: arena of NUL-terminated keys and tensor names */
     size_t names_used, names_cap;
-    tr_gguf_str_t *strs;       /* owned: the strings of every string array, back to back */
+    tr_gguf_str_t *strs; /* owned: the strings of every string array, back to back */
     size_t strs_used, strs_cap;
-    int32_t *kv_map;           /* owned: open addressing, -1 empty; size kv_map_cap */
+    int32_t *kv_map; /* owned: open addressing, -1 empty; size kv_map_cap */
     size_t kv_map_cap;
-    int32_t *t_map;            /* owned: same for tensors */
+    int32_t *t_map; /* owned: same for tensors */
     size_t t_map_cap;
 };
 
@@ -52,7 +52,8 @@ typedef struct {
     size_t block_bytes;
 } s_ggml_traits_t;
 
-/* Block sizes and bytes from ggml's type_traits (ggml.c); retired ids stay zero. */
+/* Block sizes and bytes from ggml's type_traits (ggml.c), checked against gguf-py's
+ * GGML_QUANT_SIZES by tests/models/test_gguf_py.py; retired ids stay zero. */
 static const s_ggml_traits_t s_ggml_traits[TR_GGML_TYPE_COUNT] = {
     [TR_GGML_TYPE_F32] = {"f32", 1, 4},
     [TR_GGML_TYPE_F16] = {"f16", 1, 2},
@@ -86,21 +87,35 @@ static const s_ggml_traits_t s_ggml_traits[TR_GGML_TYPE_COUNT] = {
     [TR_GGML_TYPE_TQ1_0] = {"tq1_0", 256, 54},
     [TR_GGML_TYPE_TQ2_0] = {"tq2_0", 256, 66},
     [TR_GGML_TYPE_MXFP4] = {"mxfp4", 32, 17},
+    [TR_GGML_TYPE_NVFP4] = {"nvfp4", 64, 36},
+    [TR_GGML_TYPE_Q1_0] = {"q1_0", 128, 18},
 };
 
 static const char *s_gguf_type_names[TR_GGUF_TYPE_COUNT] = {
-    "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
-    "bool", "string", "array", "uint64", "int64", "float64",
+    "uint8", "int8",   "uint16", "int16",  "uint32", "int32",   "float32",
+    "bool",  "string", "array",  "uint64", "int64",  "float64",
 };
 
 /* Size in bytes of a fixed-size value type; 0 for STRING/ARRAY/unknown. */
 static size_t s_type_size(uint32_t t) {
     switch (t) {
-    case TR_GGUF_TYPE_UINT8: case TR_GGUF_TYPE_INT8: case TR_GGUF_TYPE_BOOL: return 1;
-    case TR_GGUF_TYPE_UINT16: case TR_GGUF_TYPE_INT16: return 2;
-    case TR_GGUF_TYPE_UINT32: case TR_GGUF_TYPE_INT32: case TR_GGUF_TYPE_FLOAT32: return 4;
-    case TR_GGUF_TYPE_UINT64: case TR_GGUF_TYPE_INT64: case TR_GGUF_TYPE_FLOAT64: return 8;
-    default: return 0;
+    case TR_GGUF_TYPE_UINT8:
+    case TR_GGUF_TYPE_INT8:
+    case TR_GGUF_TYPE_BOOL:
+        return 1;
+    case TR_GGUF_TYPE_UINT16:
+    case TR_GGUF_TYPE_INT16:
+        return 2;
+    case TR_GGUF_TYPE_UINT32:
+    case TR_GGUF_TYPE_INT32:
+    case TR_GGUF_TYPE_FLOAT32:
+        return 4;
+    case TR_GGUF_TYPE_UINT64:
+    case TR_GGUF_TYPE_INT64:
+    case TR_GGUF_TYPE_FLOAT64:
+        return 8;
+    default:
+        return 0;
     }
 }
 
@@ -133,8 +148,8 @@ typedef struct {
     const char *what; /* file name or "<memory>" for messages */
 } s_cursor_t;
 
-__attribute__((format(printf, 3, 4))) static int s_fail(s_cursor_t *c, int status,
-                                                        const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static int s_fail(s_cursor_t *c, int status, const char *fmt,
+                                                        ...) {
     if (c->err && c->err_size) {
         int n = snprintf(c->err, c->err_size, "%s: ", c->what);
         if (n < 0) n = 0;
@@ -178,8 +193,10 @@ static int s_read_str(s_cursor_t *c, tr_gguf_str_t *out, const char *what) {
     int rc = s_read_u64(c, &len, what);
     if (rc) return rc;
     if (len > s_left(c))
-        return s_fail(c, TR_EPROTO, "%s at offset %zu: string length %llu exceeds the %zu bytes "
-                      "left", what, s_pos(c) - 8, (unsigned long long)len, s_left(c));
+        return s_fail(c, TR_EPROTO,
+                      "%s at offset %zu: string length %llu exceeds the %zu bytes "
+                      "left",
+                      what, s_pos(c) - 8, (unsigned long long)len, s_left(c));
     out->data = (const char *)c->p;
     out->len = len;
     c->p += len;
@@ -192,7 +209,8 @@ static int s_name_dup(tr_gguf_t *self, tr_gguf_str_t s, const char **out) {
     size_t need = (size_t)s.len + 1;
     if (self->names_used + need > self->names_cap) {
         size_t cap = self->names_cap ? self->names_cap : 4096;
-        while (cap < self->names_used + need) cap *= 2;
+        while (cap < self->names_used + need)
+            cap *= 2;
         /* Names are referenced by offset until the end of parsing (the arena may move). */
         char *p = realloc(self->names, cap);
         if (!p) return TR_ENOMEM;
@@ -208,13 +226,15 @@ static int s_name_dup(tr_gguf_t *self, tr_gguf_str_t s, const char **out) {
 
 static uint64_t s_hash(const char *s) {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
     return h;
 }
 
 static size_t s_map_cap(int64_t n) {
     size_t cap = 16;
-    while (cap < (size_t)n * 2) cap *= 2;
+    while (cap < (size_t)n * 2)
+        cap *= 2;
     return cap;
 }
 
@@ -231,20 +251,56 @@ static int s_read_scalar(s_cursor_t *c, uint32_t t, tr_gguf_kv_t *kv) {
     if (!sz) return s_fail(c, TR_EPROTO, "unknown value type %u at offset %zu", t, s_pos(c) - 4);
     if ((rc = s_read(c, b, sz, "value"))) return rc;
     switch (t) {
-    case TR_GGUF_TYPE_UINT8: kv->v.u64 = b[0]; break;
-    case TR_GGUF_TYPE_INT8: kv->v.i64 = (int8_t)b[0]; break;
+    case TR_GGUF_TYPE_UINT8:
+        kv->v.u64 = b[0];
+        break;
+    case TR_GGUF_TYPE_INT8:
+        kv->v.i64 = (int8_t)b[0];
+        break;
     case TR_GGUF_TYPE_BOOL:
-        if (b[0] > 1) return s_fail(c, TR_EPROTO, "bool value %u at offset %zu", b[0], s_pos(c) - 1);
+        if (b[0] > 1)
+            return s_fail(c, TR_EPROTO, "bool value %u at offset %zu", b[0], s_pos(c) - 1);
         kv->v.b = b[0] != 0;
         break;
-    case TR_GGUF_TYPE_UINT16: { uint16_t x; memcpy(&x, b, 2); kv->v.u64 = x; break; }
-    case TR_GGUF_TYPE_INT16: { int16_t x; memcpy(&x, b, 2); kv->v.i64 = x; break; }
-    case TR_GGUF_TYPE_UINT32: { uint32_t x; memcpy(&x, b, 4); kv->v.u64 = x; break; }
-    case TR_GGUF_TYPE_INT32: { int32_t x; memcpy(&x, b, 4); kv->v.i64 = x; break; }
-    case TR_GGUF_TYPE_FLOAT32: { float x; memcpy(&x, b, 4); kv->v.f64 = x; break; }
-    case TR_GGUF_TYPE_UINT64: memcpy(&kv->v.u64, b, 8); break;
-    case TR_GGUF_TYPE_INT64: memcpy(&kv->v.i64, b, 8); break;
-    case TR_GGUF_TYPE_FLOAT64: memcpy(&kv->v.f64, b, 8); break;
+    case TR_GGUF_TYPE_UINT16: {
+        uint16_t x;
+        memcpy(&x, b, 2);
+        kv->v.u64 = x;
+        break;
+    }
+    case TR_GGUF_TYPE_INT16: {
+        int16_t x;
+        memcpy(&x, b, 2);
+        kv->v.i64 = x;
+        break;
+    }
+    case TR_GGUF_TYPE_UINT32: {
+        uint32_t x;
+        memcpy(&x, b, 4);
+        kv->v.u64 = x;
+        break;
+    }
+    case TR_GGUF_TYPE_INT32: {
+        int32_t x;
+        memcpy(&x, b, 4);
+        kv->v.i64 = x;
+        break;
+    }
+    case TR_GGUF_TYPE_FLOAT32: {
+        float x;
+        memcpy(&x, b, 4);
+        kv->v.f64 = x;
+        break;
+    }
+    case TR_GGUF_TYPE_UINT64:
+        memcpy(&kv->v.u64, b, 8);
+        break;
+    case TR_GGUF_TYPE_INT64:
+        memcpy(&kv->v.i64, b, 8);
+        break;
+    case TR_GGUF_TYPE_FLOAT64:
+        memcpy(&kv->v.f64, b, 8);
+        break;
     }
     return TR_OK;
 }
@@ -288,8 +344,7 @@ static int s_skip_array(s_cursor_t *c, uint32_t elem_type, uint64_t n, int depth
         }
         return TR_OK;
     }
-    return s_fail(c, TR_EPROTO, "unknown array element type %u at offset %zu", elem_type,
-                  s_pos(c));
+    return s_fail(c, TR_EPROTO, "unknown array element type %u at offset %zu", elem_type, s_pos(c));
 }
 
 static int s_read_array(tr_gguf_t *self, s_cursor_t *c, tr_gguf_kv_t *kv) {
@@ -303,14 +358,17 @@ static int s_read_array(tr_gguf_t *self, s_cursor_t *c, tr_gguf_kv_t *kv) {
     kv->arr_data = c->p;
     if (t != TR_GGUF_TYPE_STRING) return s_skip_array(c, t, n, 1);
     if (n > s_left(c) / 8)
-        return s_fail(c, TR_EPROTO, "key '%s': array of %llu strings at offset %zu exceeds the "
-                      "%zu bytes left", self->names + (uintptr_t)kv->key, (unsigned long long)n,
-                      s_pos(c), s_left(c));
+        return s_fail(c, TR_EPROTO,
+                      "key '%s': array of %llu strings at offset %zu exceeds the "
+                      "%zu bytes left",
+                      self->names + (uintptr_t)kv->key, (unsigned long long)n, s_pos(c), s_left(c));
     if (self->strs_used + n > self->strs_cap) {
         size_t cap = self->strs_cap ? self->strs_cap : 1024;
-        while (cap < self->strs_used + n) cap *= 2;
+        while (cap < self->strs_used + n)
+            cap *= 2;
         tr_gguf_str_t *p = realloc(self->strs, cap * sizeof *p);
-        if (!p) return s_fail(c, TR_ENOMEM, "out of memory for %llu strings", (unsigned long long)n);
+        if (!p)
+            return s_fail(c, TR_ENOMEM, "out of memory for %llu strings", (unsigned long long)n);
         self->strs = p;
         self->strs_cap = cap;
     }
@@ -396,9 +454,10 @@ static int s_parse_tensor(tr_gguf_t *self, s_cursor_t *c, int64_t i) {
     t->type = (tr_ggml_type_t)type;
     int64_t bs = tr_ggml_type_block_size((int)type);
     if (t->ne[0] % bs)
-        return s_fail(c, TR_EPROTO, "tensor '%s': ne[0]=%lld is not a multiple of the %s block "
-                      "size %lld", nm, (long long)t->ne[0], tr_ggml_type_name((int)type),
-                      (long long)bs);
+        return s_fail(c, TR_EPROTO,
+                      "tensor '%s': ne[0]=%lld is not a multiple of the %s block "
+                      "size %lld",
+                      nm, (long long)t->ne[0], tr_ggml_type_name((int)type), (long long)bs);
     uint64_t blocks = (uint64_t)(ne_total / bs), bb = tr_ggml_type_block_bytes((int)type);
     if (blocks > SIZE_MAX / bb || blocks * bb > self->size)
         return s_fail(c, TR_EPROTO, "tensor '%s': %llu bytes is larger than the file", nm,
@@ -420,8 +479,7 @@ static int s_parse(tr_gguf_t *self, s_cursor_t *c) {
         return s_fail(c, TR_EPROTO, "bad magic %02x %02x %02x %02x (not a GGUF file)",
                       self->base[0], self->base[1], self->base[2], self->base[3]);
     if ((rc = s_read_u32(c, &version, "version"))) return rc;
-    if (version == 1)
-        return s_fail(c, TR_EPROTO, "GGUF version 1 is not supported (only 2 and 3)");
+    if (version == 1) return s_fail(c, TR_EPROTO, "GGUF version 1 is not supported (only 2 and 3)");
     if ((version & 0xffff) == 0 && version != 0)
         return s_fail(c, TR_EPROTO, "big-endian GGUF (version field 0x%08x) is not supported",
                       version);
@@ -430,8 +488,9 @@ static int s_parse(tr_gguf_t *self, s_cursor_t *c) {
     self->version = version;
     if ((rc = s_read_u64(c, &n_tensors, "tensor count"))) return rc;
     if ((rc = s_read_u64(c, &n_kv, "metadata count"))) return rc;
-    /* A key/value takes at least 13 bytes (8 key length, 4 type, 1 value), a tensor info 28
-     * (8 name length, 4 n_dims, 4 type, 8 offset, 0-dim case aside: count it as 24). */
+    /* Counts are checked against the bytes left before anything is allocated: a key/value
+     * takes at least 13 bytes (8 key length, 4 type, 1 value), a tensor info at least 24
+     * (8 name length, 4 n_dims, 4 type, 8 offset). */
     if (n_kv > s_left(c) / 13 || n_kv > INT32_MAX)
         return s_fail(c, TR_EPROTO, "absurd metadata count %llu for a %zu-byte file",
                       (unsigned long long)n_kv, self->size);
@@ -452,8 +511,8 @@ static int s_parse(tr_gguf_t *self, s_cursor_t *c) {
         self->n_kv = (int64_t)i + 1; /* so s_fix_names covers it even on failure paths */
         if ((rc = s_read_u32(c, &type, "metadata value type"))) return rc;
         if (type >= TR_GGUF_TYPE_COUNT)
-            return s_fail(c, TR_EPROTO, "key '%.*s': unknown value type %u", (int)key.len,
-                          key.data, type);
+            return s_fail(c, TR_EPROTO, "key '%.*s': unknown value type %u", (int)key.len, key.data,
+                          type);
         kv->type = (tr_gguf_type_t)type;
         rc = type == TR_GGUF_TYPE_ARRAY ? s_read_array(self, c, kv) : s_read_scalar(c, type, kv);
         if (rc) return rc;
@@ -475,19 +534,24 @@ static int s_parse(tr_gguf_t *self, s_cursor_t *c) {
     size_t pos = s_pos(c), a = self->alignment;
     self->data_offset = (pos + a - 1) / a * a;
     if (n_tensors && self->data_offset > self->size)
-        return s_fail(c, TR_EPROTO, "truncated file: data section at offset %zu, file has %zu "
-                      "bytes", self->data_offset, self->size);
+        return s_fail(c, TR_EPROTO,
+                      "truncated file: data section at offset %zu, file has %zu "
+                      "bytes",
+                      self->data_offset, self->size);
     s_fix_names(self);
     size_t data_size = self->data_offset <= self->size ? self->size - self->data_offset : 0;
     for (int64_t i = 0; i < self->n_tensors; i++) {
         tr_gguf_tensor_t *t = &self->tensors[i];
         if (t->offset % a)
-            return s_fail(c, TR_EPROTO, "tensor '%s': offset %llu is not a multiple of the "
-                          "alignment %zu", t->name, (unsigned long long)t->offset, a);
+            return s_fail(c, TR_EPROTO,
+                          "tensor '%s': offset %llu is not a multiple of the "
+                          "alignment %zu",
+                          t->name, (unsigned long long)t->offset, a);
         if (t->offset > data_size || t->nbytes > data_size - t->offset)
-            return s_fail(c, TR_EPROTO, "tensor '%s': bytes [%llu, %llu) lie outside the data "
-                          "section (%zu bytes; truncated file?)", t->name,
-                          (unsigned long long)t->offset,
+            return s_fail(c, TR_EPROTO,
+                          "tensor '%s': bytes [%llu, %llu) lie outside the data "
+                          "section (%zu bytes; truncated file?)",
+                          t->name, (unsigned long long)t->offset,
                           (unsigned long long)(t->offset + t->nbytes), data_size);
         t->data = self->base + self->data_offset + t->offset;
     }
@@ -496,8 +560,12 @@ static int s_parse(tr_gguf_t *self, s_cursor_t *c) {
 
 static tr_gguf_t *s_new(const uint8_t *base, size_t size, bool mapped, const char *what,
                         int *status, char *err, size_t err_size) {
-    s_cursor_t c = {.p = base, .end = base + size, .base = base, .err = err,
-                    .err_size = err_size, .what = what};
+    s_cursor_t c = {.p = base,
+                    .end = base + size,
+                    .base = base,
+                    .err = err,
+                    .err_size = err_size,
+                    .what = what};
     int rc = TR_ENOMEM;
     tr_gguf_t *self = calloc(1, sizeof *self);
     if (!self) {
@@ -513,7 +581,7 @@ static tr_gguf_t *s_new(const uint8_t *base, size_t size, bool mapped, const cha
 fail:
     if (status) *status = rc;
     if (self) {
-        self->mapped = false; /* the caller unmaps */
+        self->mapped = false;             /* the caller unmaps */
         self->n_kv = self->n_tensors = 0; /* names may still be offsets: do not fix them */
         tr_gguf_destroy(&self);
     }
@@ -578,15 +646,27 @@ void tr_gguf_destroy(tr_gguf_t **self_p) {
 
 /* ---- header ---- */
 
-uint32_t tr_gguf_version(const tr_gguf_t *self) { return self->version; }
-uint32_t tr_gguf_alignment(const tr_gguf_t *self) { return self->alignment; }
-size_t tr_gguf_data_offset(const tr_gguf_t *self) { return self->data_offset; }
-const void *tr_gguf_base(const tr_gguf_t *self) { return self->base; }
-size_t tr_gguf_size(const tr_gguf_t *self) { return self->size; }
+uint32_t tr_gguf_version(const tr_gguf_t *self) {
+    return self->version;
+}
+uint32_t tr_gguf_alignment(const tr_gguf_t *self) {
+    return self->alignment;
+}
+size_t tr_gguf_data_offset(const tr_gguf_t *self) {
+    return self->data_offset;
+}
+const void *tr_gguf_base(const tr_gguf_t *self) {
+    return self->base;
+}
+size_t tr_gguf_size(const tr_gguf_t *self) {
+    return self->size;
+}
 
 /* ---- metadata ---- */
 
-int64_t tr_gguf_n_kv(const tr_gguf_t *self) { return self->n_kv; }
+int64_t tr_gguf_n_kv(const tr_gguf_t *self) {
+    return self->n_kv;
+}
 
 const tr_gguf_kv_t *tr_gguf_kv_at(const tr_gguf_t *self, int64_t i) {
     return i >= 0 && i < self->n_kv ? &self->kv[i] : NULL;
@@ -610,8 +690,8 @@ static bool s_is_sint(int t) {
 }
 
 /* Integer value of a scalar kv as (negative?, magnitude-ish) pair through i64/u64. */
-static int s_get_int(const tr_gguf_t *self, const char *key, int64_t lo, uint64_t hi,
-                     bool *neg, uint64_t *u, int64_t *s) {
+static int s_get_int(const tr_gguf_t *self, const char *key, int64_t lo, uint64_t hi, bool *neg,
+                     uint64_t *u, int64_t *s) {
     const tr_gguf_kv_t *kv = tr_gguf_find_kv(self, key);
     if (!kv) return TR_ENOENT;
     if (s_is_uint(kv->type)) {
@@ -713,12 +793,37 @@ int tr_gguf_arr_get_i64(const tr_gguf_kv_t *kv, uint64_t i, int64_t *out) {
     if (i >= kv->arr_n) return TR_ERANGE;
     const uint8_t *p = (const uint8_t *)kv->arr_data + i * s_type_size(kv->arr_type);
     switch (kv->arr_type) {
-    case TR_GGUF_TYPE_UINT8: case TR_GGUF_TYPE_BOOL: *out = p[0]; return TR_OK;
-    case TR_GGUF_TYPE_INT8: *out = (int8_t)p[0]; return TR_OK;
-    case TR_GGUF_TYPE_UINT16: { uint16_t x; memcpy(&x, p, 2); *out = x; return TR_OK; }
-    case TR_GGUF_TYPE_INT16: { int16_t x; memcpy(&x, p, 2); *out = x; return TR_OK; }
-    case TR_GGUF_TYPE_UINT32: { uint32_t x; memcpy(&x, p, 4); *out = x; return TR_OK; }
-    case TR_GGUF_TYPE_INT32: { int32_t x; memcpy(&x, p, 4); *out = x; return TR_OK; }
+    case TR_GGUF_TYPE_UINT8:
+    case TR_GGUF_TYPE_BOOL:
+        *out = p[0];
+        return TR_OK;
+    case TR_GGUF_TYPE_INT8:
+        *out = (int8_t)p[0];
+        return TR_OK;
+    case TR_GGUF_TYPE_UINT16: {
+        uint16_t x;
+        memcpy(&x, p, 2);
+        *out = x;
+        return TR_OK;
+    }
+    case TR_GGUF_TYPE_INT16: {
+        int16_t x;
+        memcpy(&x, p, 2);
+        *out = x;
+        return TR_OK;
+    }
+    case TR_GGUF_TYPE_UINT32: {
+        uint32_t x;
+        memcpy(&x, p, 4);
+        *out = x;
+        return TR_OK;
+    }
+    case TR_GGUF_TYPE_INT32: {
+        int32_t x;
+        memcpy(&x, p, 4);
+        *out = x;
+        return TR_OK;
+    }
     case TR_GGUF_TYPE_UINT64: {
         uint64_t x;
         memcpy(&x, p, 8);
@@ -726,8 +831,11 @@ int tr_gguf_arr_get_i64(const tr_gguf_kv_t *kv, uint64_t i, int64_t *out) {
         *out = (int64_t)x;
         return TR_OK;
     }
-    case TR_GGUF_TYPE_INT64: memcpy(out, p, 8); return TR_OK;
-    default: return TR_EINVAL;
+    case TR_GGUF_TYPE_INT64:
+        memcpy(out, p, 8);
+        return TR_OK;
+    default:
+        return TR_EINVAL;
     }
 }
 
@@ -773,7 +881,9 @@ bool tr_gguf_str_eq(tr_gguf_str_t s, const char *cstr) {
 
 /* ---- tensors ---- */
 
-int64_t tr_gguf_n_tensors(const tr_gguf_t *self) { return self->n_tensors; }
+int64_t tr_gguf_n_tensors(const tr_gguf_t *self) {
+    return self->n_tensors;
+}
 
 const tr_gguf_tensor_t *tr_gguf_tensor_at(const tr_gguf_t *self, int64_t i) {
     return i >= 0 && i < self->n_tensors ? &self->tensors[i] : NULL;

@@ -32,9 +32,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TR_GGUF_MAGIC 0x46554747u /* "GGUF" read as a little-endian uint32 */
+#define TR_GGUF_MAGIC             0x46554747u /* "GGUF" read as a little-endian uint32 */
 #define TR_GGUF_DEFAULT_ALIGNMENT 32
-#define TR_GGUF_MAX_DIMS 4
+#define TR_GGUF_MAX_DIMS          4
 
 /* ---- metadata value types (the numbers are the file format's) ---- */
 typedef enum {
@@ -88,7 +88,9 @@ typedef enum {
     TR_GGML_TYPE_TQ1_0 = 34,
     TR_GGML_TYPE_TQ2_0 = 35,
     TR_GGML_TYPE_MXFP4 = 39,
-    TR_GGML_TYPE_COUNT = 40
+    TR_GGML_TYPE_NVFP4 = 40,
+    TR_GGML_TYPE_Q1_0 = 41,
+    TR_GGML_TYPE_COUNT = 42
 } tr_ggml_type_t;
 
 /* A string inside the mapping: borrowed, `len` bytes, not NUL-terminated. */
@@ -122,10 +124,10 @@ typedef struct {
     uint32_t n_dims;
     int64_t ne[TR_GGUF_MAX_DIMS];
     tr_ggml_type_t type;
-    uint64_t offset;     /* from the start of the data section (a multiple of the alignment) */
-    int64_t n_elements;  /* product of ne */
-    size_t nbytes;       /* n_elements / block size * block bytes */
-    const void *data;    /* borrowed: the tensor's bytes in the mapping */
+    uint64_t offset;    /* from the start of the data section (a multiple of the alignment) */
+    int64_t n_elements; /* product of ne */
+    size_t nbytes;      /* n_elements / block size * block bytes */
+    const void *data;   /* borrowed: the tensor's bytes in the mapping */
 } tr_gguf_tensor_t;
 
 typedef struct tr_gguf tr_gguf_t;

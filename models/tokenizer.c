@@ -30,10 +30,10 @@
 #include "models/tokenizer_impl.h"
 #include "runtime/status.h"
 
-#define s_ARENA_BLOCK (1u << 20)
-#define s_CACHE_MAX_WORD 256          /* longer words are not cached */
+#define s_ARENA_BLOCK     (1u << 20)
+#define s_CACHE_MAX_WORD  256         /* longer words are not cached */
 #define s_CACHE_MAX_BYTES (16u << 20) /* the cache is cleared when its arena passes this */
-#define s_GUARD_MIN 64                /* segments shorter than this are not cut */
+#define s_GUARD_MIN       64          /* segments shorter than this are not cut */
 
 static const char s_fffd[3] = {(char)0xef, (char)0xbf, (char)0xbd};
 
@@ -52,9 +52,14 @@ int tr_tok_impl_utf8_get(const char *s, size_t n, uint32_t *cp) {
     int len = s_utf8_len(u[0]);
     if ((size_t)len > n) len = 1;
     switch (len) {
-    case 1: *cp = u[0]; break;
-    case 2: *cp = ((uint32_t)(u[0] & 0x1f) << 6) | (u[1] & 0x3f); break;
-    case 3: *cp = ((uint32_t)(u[0] & 0x0f) << 12) | ((uint32_t)(u[1] & 0x3f) << 6) | (u[2] & 0x3f);
+    case 1:
+        *cp = u[0];
+        break;
+    case 2:
+        *cp = ((uint32_t)(u[0] & 0x1f) << 6) | (u[1] & 0x3f);
+        break;
+    case 3:
+        *cp = ((uint32_t)(u[0] & 0x0f) << 12) | ((uint32_t)(u[1] & 0x3f) << 6) | (u[2] & 0x3f);
         break;
     default:
         *cp = ((uint32_t)(u[0] & 0x07) << 18) | ((uint32_t)(u[1] & 0x3f) << 12) |
@@ -130,26 +135,23 @@ static bool s_is_space_cp(uint32_t c) {
 /* GPT-2 bytes_to_unicode: printable Latin-1 maps to itself, the rest to 256 + n. */
 uint32_t tr_tok_impl_byte_to_cp(uint8_t b) {
     if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174) return b;
-    int n = 0;
-    for (int x = 0; x < b; x++)
-        if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || x >= 174)) n++;
-    return 256u + (uint32_t)n;
+    if (b <= 32) return 256u + b; /* 0..32 -> 256..288 */
+    if (b == 127) return 256u + 33;
+    if (b <= 160) return 256u + 34 + (uint32_t)(b - 128); /* 128..160 -> 290..322 */
+    return 256u + 67;                                     /* 173 */
 }
 
-/* Inverse: code point -> byte, or -1. */
+/* Inverse: code point -> byte, or -1. Code points 256.. are the unprintable bytes in order. */
+static const uint8_t s_bl_inv[68] = {
+    0,   1,   2,   3,   4,   5,   6,   7,   8,   9,   10,  11,  12,  13,  14,  15,  16,
+    17,  18,  19,  20,  21,  22,  23,  24,  25,  26,  27,  28,  29,  30,  31,  32,  127,
+    128, 129, 130, 131, 132, 133, 134, 135, 136, 137, 138, 139, 140, 141, 142, 143, 144,
+    145, 146, 147, 148, 149, 150, 151, 152, 153, 154, 155, 156, 157, 158, 159, 160, 173};
+
 static int s_cp_to_byte(uint32_t cp) {
-    if (cp < 256) return (cp >= 33 && cp <= 126) || (cp >= 161 && cp <= 172) || cp >= 174 ? (int)cp
-                                                                                         : -1;
-    static int16_t inv[68];
-    static bool init;
-    if (!init) { /* idempotent: every thread computes the same table */
-        for (int b = 0; b < 256; b++) {
-            uint32_t c = tr_tok_impl_byte_to_cp((uint8_t)b);
-            if (c >= 256) inv[c - 256] = (int16_t)b;
-        }
-        init = true;
-    }
-    return cp >= 256 && cp < 256 + 68 ? inv[cp - 256] : -1;
+    if (cp < 256)
+        return (cp >= 33 && cp <= 126) || (cp >= 161 && cp <= 172) || cp >= 174 ? (int)cp : -1;
+    return cp < 256 + 68 ? s_bl_inv[cp - 256] : -1;
 }
 
 /* ---- errors ---- */
@@ -166,12 +168,16 @@ int tr_tok_impl_fail(char *err, size_t err_size, int status, const char *fmt, ..
 
 /* ---- growable vectors in caller storage ---- */
 
-void tr_tok_ids_init(tr_tok_ids_t *v) { memset(v, 0, sizeof *v); }
+void tr_tok_ids_init(tr_tok_ids_t *v) {
+    memset(v, 0, sizeof *v);
+}
 void tr_tok_ids_fini(tr_tok_ids_t *v) {
     free(v->ids);
     memset(v, 0, sizeof *v);
 }
-void tr_tok_text_init(tr_tok_text_t *t) { memset(t, 0, sizeof *t); }
+void tr_tok_text_init(tr_tok_text_t *t) {
+    memset(t, 0, sizeof *t);
+}
 void tr_tok_text_fini(tr_tok_text_t *t) {
     free(t->data);
     memset(t, 0, sizeof *t);
@@ -192,7 +198,8 @@ static int s_ids_push(tr_tok_ids_t *v, int32_t id) {
 static int s_text_append(tr_tok_text_t *t, const char *s, size_t n) {
     if (t->len + n + 1 > t->cap) {
         size_t cap = t->cap ? t->cap : 64;
-        while (cap < t->len + n + 1) cap *= 2;
+        while (cap < t->len + n + 1)
+            cap *= 2;
         char *p = realloc(t->data, cap);
         if (!p) return TR_ENOMEM;
         t->data = p;
@@ -213,7 +220,8 @@ typedef struct {
 static int s_buf_reserve(s_buf_t *b, size_t n) {
     if (b->len + n <= b->cap) return TR_OK;
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n) cap *= 2;
+    while (cap < b->len + n)
+        cap *= 2;
     char *p = realloc(b->p, cap);
     if (!p) return TR_ENOMEM;
     b->p = p;
@@ -259,7 +267,8 @@ static uint64_t s_mix64(uint64_t x) {
 
 static size_t s_pow2_at_least(size_t n) {
     size_t c = 16;
-    while (c < n) c *= 2;
+    while (c < n)
+        c *= 2;
     return c;
 }
 
@@ -270,8 +279,10 @@ tr_tokenizer_t *tr_tok_impl_alloc(int32_t n_vocab) {
     if (!self) return NULL;
     self->bos = self->eos = self->unk = self->pad = -1;
     self->spm_min_score = -INFINITY;
-    for (int i = 0; i < 256; i++) self->byte_ids[i] = self->bl_ids[i] = -1;
-    for (int i = 0; i < 128; i++) self->ascii_ids[i] = -1;
+    for (int i = 0; i < 256; i++)
+        self->byte_ids[i] = self->bl_ids[i] = -1;
+    for (int i = 0; i < 128; i++)
+        self->ascii_ids[i] = -1;
     if (n_vocab > 0 && tr_tok_impl_grow(self, n_vocab)) {
         free(self);
         return NULL;
@@ -281,10 +292,15 @@ tr_tokenizer_t *tr_tok_impl_alloc(int32_t n_vocab) {
 
 int tr_tok_impl_grow(tr_tokenizer_t *self, int32_t n_vocab) {
     if (n_vocab <= self->n_vocab) return TR_OK;
-    tr_tok_piece_t *p = realloc(self->pieces, (size_t)n_vocab * sizeof *p);
-    if (!p) return TR_ENOMEM;
-    memset(p + self->n_vocab, 0, (size_t)(n_vocab - self->n_vocab) * sizeof *p);
-    self->pieces = p;
+    if (n_vocab > self->pieces_cap) { /* geometric: loaders may grow one id at a time */
+        int32_t cap = self->pieces_cap > n_vocab / 2 ? self->pieces_cap * 2 : n_vocab;
+        tr_tok_piece_t *p = realloc(self->pieces, (size_t)cap * sizeof *p);
+        if (!p) return TR_ENOMEM;
+        self->pieces = p;
+        self->pieces_cap = cap;
+    }
+    memset(self->pieces + self->n_vocab, 0,
+           (size_t)(n_vocab - self->n_vocab) * sizeof *self->pieces);
     self->n_vocab = n_vocab;
     return TR_OK;
 }
@@ -367,8 +383,8 @@ int tr_tok_impl_add_token(tr_tokenizer_t *self, int32_t id, const char *text, si
     return TR_OK;
 }
 
-int tr_tok_impl_add_norm(tr_tokenizer_t *self, tr_tok_norm_kind_t kind, const char *a,
-                         size_t a_len, const char *b, size_t b_len) {
+int tr_tok_impl_add_norm(tr_tokenizer_t *self, tr_tok_norm_kind_t kind, const char *a, size_t a_len,
+                         const char *b, size_t b_len) {
     tr_tok_norm_t *p = realloc(self->norm, (size_t)(self->n_norm + 1) * sizeof *p);
     if (!p) return TR_ENOMEM;
     self->norm = p;
@@ -459,7 +475,8 @@ int tr_tok_impl_add_pre(tr_tokenizer_t *self, const tr_tok_pre_t *step, const ch
             pcre2_get_error_message(ec, msg, sizeof msg);
             return tr_tok_impl_fail(err, err_size, TR_EINVAL,
                                     "pre-tokenizer regex does not compile with PCRE2 (%s at %zu): "
-                                    "%.200s", (char *)msg, (size_t)eo, regex);
+                                    "%.200s",
+                                    (char *)msg, (size_t)eo, regex);
         }
         pcre2_jit_compile(s.re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter */
     }
@@ -591,7 +608,8 @@ static int s_set_add(tr_tok_set64_t *s, uint64_t key) {
         for (size_t i = 0; i < s->cap; i++) {
             if (!s->keys[i]) continue;
             size_t j = s_mix64(s->keys[i]) & (cap - 1);
-            while (k[j]) j = (j + 1) & (cap - 1);
+            while (k[j])
+                j = (j + 1) & (cap - 1);
             k[j] = s->keys[i];
         }
         free(s->keys);
@@ -656,6 +674,27 @@ int tr_tok_impl_finish(tr_tokenizer_t *self, char *err, size_t err_size) {
         uint8_t *set = self->added[i].normalized ? self->added_first_norm : self->added_first_raw;
         set[c >> 3] |= (uint8_t)(1u << (c & 7));
     }
+    /* ... and buckets by first byte, longest first, so a match is found by one short scan */
+    free(self->added_order);
+    self->added_order = malloc((size_t)(self->n_added ? self->n_added : 1) * sizeof(int32_t));
+    if (!self->added_order) return tr_tok_impl_fail(err, err_size, TR_ENOMEM, "out of memory");
+    memset(self->added_bucket, 0, sizeof self->added_bucket);
+    for (int i = 0; i < self->n_added; i++)
+        self->added_bucket[(uint8_t)self->added[i].text[0] + 1]++;
+    for (int b = 0; b < 256; b++)
+        self->added_bucket[b + 1] += self->added_bucket[b];
+    int32_t fill[256];
+    memcpy(fill, self->added_bucket, sizeof fill);
+    for (int i = 0; i < self->n_added; i++) {
+        uint8_t c = (uint8_t)self->added[i].text[0];
+        int32_t j = fill[c]++;
+        while (j > self->added_bucket[c] &&
+               self->added[self->added_order[j - 1]].len < self->added[i].len) {
+            self->added_order[j] = self->added_order[j - 1]; /* insertion: longest first, stable */
+            j--;
+        }
+        self->added_order[j] = i;
+    }
     /* Split guard: without a pre-tokenizer, a SentencePiece-style model sees the whole text as
      * one word. A merge only ever produces a vocabulary token, and a vocabulary token's text is
      * a substring of the word, so no symbol can span a boundary between two code points that
@@ -670,8 +709,8 @@ int tr_tok_impl_finish(tr_tokenizer_t *self, char *err, size_t err_size) {
             k -= 1;
             int32_t a = (int32_t)(k >> 32), b = (int32_t)(uint32_t)k;
             if ((self->pieces[a].attr & (TR_TOK_ATTR_BYTE | TR_TOK_ATTR_UNKNOWN)) ||
-                (self->pieces[b].attr & (TR_TOK_ATTR_BYTE | TR_TOK_ATTR_UNKNOWN)) || a == self->unk ||
-                b == self->unk)
+                (self->pieces[b].attr & (TR_TOK_ATTR_BYTE | TR_TOK_ATTR_UNKNOWN)) ||
+                a == self->unk || b == self->unk)
                 self->can_split_words = false;
         }
     }
@@ -685,6 +724,10 @@ int tr_tok_impl_finish(tr_tokenizer_t *self, char *err, size_t err_size) {
                 o += (size_t)tr_tok_impl_utf8_get(p->text + o, p->len - o, &cp);
                 if (have && s_set_add(&self->adjacent, s_pair_key(prev, cp)))
                     return tr_tok_impl_fail(err, err_size, TR_ENOMEM, "out of memory");
+                if (have && prev < 128 && cp < 128) {
+                    uint32_t bit = prev * 128 + cp;
+                    self->adjacent_ascii[bit >> 3] |= (uint8_t)(1u << (bit & 7));
+                }
                 prev = cp;
                 have = true;
             }
@@ -700,14 +743,17 @@ int tr_tok_impl_finish(tr_tokenizer_t *self, char *err, size_t err_size) {
 void tr_tokenizer_destroy(tr_tokenizer_t **self_p) {
     if (!self_p || !*self_p) return;
     tr_tokenizer_t *self = *self_p;
-    for (size_t i = 0; i < self->n_arena_blocks; i++) free(self->arena_blocks[i]);
+    for (size_t i = 0; i < self->n_arena_blocks; i++)
+        free(self->arena_blocks[i]);
     free(self->arena_blocks);
     free(self->pieces);
     free(self->vocab_map.hashes);
     free(self->vocab_map.ids);
     free(self->added);
+    free(self->added_order);
     free(self->norm);
-    for (int i = 0; i < self->n_pre; i++) pcre2_code_free(self->pre[i].re);
+    for (int i = 0; i < self->n_pre; i++)
+        pcre2_code_free(self->pre[i].re);
     free(self->pre);
     free(self->merges.keys);
     free(self->merges.rank);
@@ -720,7 +766,8 @@ void tr_tokenizer_destroy(tr_tokenizer_t **self_p) {
     free(self->cache.bytes);
     free(self->scratch_sym);
     free(self->scratch_heap);
-    for (int i = 0; i < 3; i++) free(self->scratch_buf[i]);
+    for (int i = 0; i < 3; i++)
+        free(self->scratch_buf[i]);
     if (self->md) pcre2_match_data_free(self->md);
     memset(self, 0x5a, sizeof *self);
     free(self);
@@ -729,19 +776,32 @@ void tr_tokenizer_destroy(tr_tokenizer_t **self_p) {
 
 /* ---- getters ---- */
 
-int32_t tr_tokenizer_n_vocab(const tr_tokenizer_t *self) { return self->n_vocab; }
-int32_t tr_tokenizer_bos(const tr_tokenizer_t *self) { return self->bos; }
-int32_t tr_tokenizer_eos(const tr_tokenizer_t *self) { return self->eos; }
-int32_t tr_tokenizer_unk(const tr_tokenizer_t *self) { return self->unk; }
-int32_t tr_tokenizer_pad(const tr_tokenizer_t *self) { return self->pad; }
-const char *tr_tokenizer_kind(const tr_tokenizer_t *self) { return self->kind; }
+int32_t tr_tokenizer_n_vocab(const tr_tokenizer_t *self) {
+    return self->n_vocab;
+}
+int32_t tr_tokenizer_bos(const tr_tokenizer_t *self) {
+    return self->bos;
+}
+int32_t tr_tokenizer_eos(const tr_tokenizer_t *self) {
+    return self->eos;
+}
+int32_t tr_tokenizer_unk(const tr_tokenizer_t *self) {
+    return self->unk;
+}
+int32_t tr_tokenizer_pad(const tr_tokenizer_t *self) {
+    return self->pad;
+}
+const char *tr_tokenizer_kind(const tr_tokenizer_t *self) {
+    return self->kind;
+}
 
 bool tr_tokenizer_adds_bos(const tr_tokenizer_t *self) {
     return self->bos >= 0 && self->n_prefix > 0 && self->prefix_ids[0] == self->bos;
 }
 
 bool tr_tokenizer_adds_eos(const tr_tokenizer_t *self) {
-    return self->eos >= 0 && self->n_suffix > 0 && self->suffix_ids[self->n_suffix - 1] == self->eos;
+    return self->eos >= 0 && self->n_suffix > 0 &&
+           self->suffix_ids[self->n_suffix - 1] == self->eos;
 }
 
 const char *tr_tokenizer_token_text(const tr_tokenizer_t *self, int32_t id, size_t *len) {
@@ -791,10 +851,12 @@ static size_t s_space_tail(const char *s, size_t n, bool ascii) {
     size_t i = n;
     while (i > 0) {
         size_t j = i - 1;
-        while (j > 0 && ((uint8_t)s[j] & 0xc0) == 0x80) j--;
+        while (j > 0 && ((uint8_t)s[j] & 0xc0) == 0x80)
+            j--;
         uint32_t cp;
         tr_tok_impl_utf8_get(s + j, i - j, &cp);
-        if (ascii ? !(cp < 0x80 && (cp == ' ' || (cp >= 9 && cp <= 13))) : !s_is_space_cp(cp)) break;
+        if (ascii ? !(cp < 0x80 && (cp == ' ' || (cp >= 9 && cp <= 13))) : !s_is_space_cp(cp))
+            break;
         i = j;
     }
     return n - i;
@@ -805,7 +867,8 @@ static size_t s_space_head(const char *s, size_t n, bool ascii) {
     while (i < n) {
         uint32_t cp;
         int l = tr_tok_impl_utf8_get(s + i, n - i, &cp);
-        if (ascii ? !(cp < 0x80 && (cp == ' ' || (cp >= 9 && cp <= 13))) : !s_is_space_cp(cp)) break;
+        if (ascii ? !(cp < 0x80 && (cp == ' ' || (cp >= 9 && cp <= 13))) : !s_is_space_cp(cp))
+            break;
         i += (size_t)l;
     }
     return i;
@@ -817,7 +880,8 @@ static int s_split_added(const tr_tokenizer_t *self, const char *s, size_t n, bo
                          unsigned flags, bool first, s_spans_t *out) {
     const uint8_t *firsts = normalized ? self->added_first_norm : self->added_first_raw;
     bool any = false;
-    for (int i = 0; i < 32 && !any; i++) any = firsts[i] != 0;
+    for (int i = 0; i < 32 && !any; i++)
+        any = firsts[i] != 0;
     size_t start = 0; /* start of the pending text */
     if (any) {
         for (size_t pos = 0; pos < n;) {
@@ -826,13 +890,12 @@ static int s_split_added(const tr_tokenizer_t *self, const char *s, size_t n, bo
                 pos++;
                 continue;
             }
-            const tr_tok_added_t *best = NULL;
-            for (int i = 0; i < self->n_added; i++) {
-                const tr_tok_added_t *a = &self->added[i];
-                if (a->normalized != normalized || (uint8_t)a->text[0] != c) continue;
+            const tr_tok_added_t *best = NULL; /* the bucket is longest first */
+            for (int32_t j = self->added_bucket[c]; j < self->added_bucket[c + 1] && !best; j++) {
+                const tr_tok_added_t *a = &self->added[self->added_order[j]];
+                if (a->normalized != normalized) continue;
                 if (a->special && !(flags & TR_TOK_PARSE_SPECIAL)) continue;
-                if (a->len > n - pos || (best && a->len <= best->len)) continue;
-                if (!memcmp(s + pos, a->text, a->len)) best = a;
+                if (a->len <= n - pos && !memcmp(s + pos, a->text, a->len)) best = a;
             }
             if (!best) {
                 pos++;
@@ -851,6 +914,164 @@ static int s_split_added(const tr_tokenizer_t *self, const char *s, size_t n, bo
     return TR_OK;
 }
 
+/* ---- Unicode normalization (UAX #15) over the generated tables ---- */
+
+extern const uint32_t tr_tok_ccc[];
+extern const size_t tr_tok_n_ccc;
+extern const uint32_t tr_tok_canon_index[][3], tr_tok_canon_pool[];
+extern const size_t tr_tok_n_canon;
+extern const uint32_t tr_tok_compat_index[][3], tr_tok_compat_pool[];
+extern const size_t tr_tok_n_compat;
+extern const uint64_t tr_tok_comp_key[];
+extern const uint32_t tr_tok_comp_val[];
+extern const size_t tr_tok_n_comp;
+
+enum {
+    s_SBASE = 0xac00,
+    s_LBASE = 0x1100,
+    s_VBASE = 0x1161,
+    s_TBASE = 0x11a7,
+    s_LCOUNT = 19,
+    s_VCOUNT = 21,
+    s_TCOUNT = 28,
+    s_SCOUNT = 19 * 21 * 28
+};
+
+static int s_ccc(uint32_t cp) {
+    if (cp < 0x300) return 0;
+    size_t lo = 0, hi = tr_tok_n_ccc;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        uint32_t c = tr_tok_ccc[mid] >> 8;
+        if (c == cp) return (int)(tr_tok_ccc[mid] & 0xff);
+        if (c < cp)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+static const uint32_t *s_decomp(uint32_t cp, bool compat, uint32_t *len) {
+    const uint32_t(*idx)[3] = compat ? tr_tok_compat_index : tr_tok_canon_index;
+    size_t lo = 0, hi = compat ? tr_tok_n_compat : tr_tok_n_canon;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (idx[mid][0] == cp) {
+            *len = idx[mid][2];
+            return (compat ? tr_tok_compat_pool : tr_tok_canon_pool) + idx[mid][1];
+        }
+        if (idx[mid][0] < cp)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static uint32_t s_compose(uint32_t a, uint32_t b) {
+    if (a >= s_LBASE && a < s_LBASE + s_LCOUNT && b >= s_VBASE && b < s_VBASE + s_VCOUNT)
+        return s_SBASE + ((a - s_LBASE) * s_VCOUNT + (b - s_VBASE)) * s_TCOUNT;
+    if (a >= s_SBASE && a < s_SBASE + s_SCOUNT && (a - s_SBASE) % s_TCOUNT == 0 && b > s_TBASE &&
+        b < s_TBASE + s_TCOUNT)
+        return a + (b - s_TBASE);
+    uint64_t key = ((uint64_t)a << 32) | b;
+    size_t lo = 0, hi = tr_tok_n_comp;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (tr_tok_comp_key[mid] == key) return tr_tok_comp_val[mid];
+        if (tr_tok_comp_key[mid] < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+typedef struct {
+    uint32_t *v;
+    size_t n, cap;
+} s_cps_t;
+
+static int s_cps_push(s_cps_t *c, uint32_t cp) {
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 64;
+        uint32_t *p = realloc(c->v, cap * sizeof *p);
+        if (!p) return TR_ENOMEM;
+        c->v = p;
+        c->cap = cap;
+    }
+    c->v[c->n++] = cp;
+    return TR_OK;
+}
+
+/* Normalizes b in place to NFC/NFD/NFKC/NFKD. */
+static int s_unicode_normalize(s_buf_t *b, tr_tok_norm_kind_t form) {
+    bool ascii = true;
+    for (size_t i = 0; i < b->len && ascii; i++)
+        ascii = (uint8_t)b->p[i] < 0x80;
+    if (ascii) return TR_OK; /* ASCII is invariant under every form */
+    bool compat = form == TR_TOK_NORM_NFKC || form == TR_TOK_NORM_NFKD;
+    bool compose = form == TR_TOK_NORM_NFC || form == TR_TOK_NORM_NFKC;
+    s_cps_t c = {0};
+    int rc = TR_ENOMEM;
+    for (size_t i = 0; i < b->len;) { /* decompose */
+        uint32_t cp;
+        i += (size_t)tr_tok_impl_utf8_get(b->p + i, b->len - i, &cp);
+        uint32_t len;
+        const uint32_t *d;
+        if (cp >= s_SBASE && cp < s_SBASE + s_SCOUNT) {
+            uint32_t si = cp - s_SBASE;
+            if (s_cps_push(&c, s_LBASE + si / (s_VCOUNT * s_TCOUNT)) ||
+                s_cps_push(&c, s_VBASE + (si % (s_VCOUNT * s_TCOUNT)) / s_TCOUNT) ||
+                (si % s_TCOUNT && s_cps_push(&c, s_TBASE + si % s_TCOUNT)))
+                goto done;
+        } else if (cp >= 0xa0 && (d = s_decomp(cp, compat, &len))) {
+            for (uint32_t k = 0; k < len; k++)
+                if (s_cps_push(&c, d[k])) goto done;
+        } else if (s_cps_push(&c, cp)) {
+            goto done;
+        }
+    }
+    for (size_t i = 1; i < c.n; i++) { /* canonical ordering: stable by ccc among marks */
+        int k = s_ccc(c.v[i]);
+        if (!k) continue;
+        size_t j = i;
+        uint32_t x = c.v[i];
+        while (j > 0 && s_ccc(c.v[j - 1]) > k) {
+            c.v[j] = c.v[j - 1];
+            j--;
+        }
+        c.v[j] = x;
+    }
+    if (compose && c.n) { /* canonical composition (UAX #15 sample algorithm) */
+        size_t starter = 0, out = 1;
+        int last = s_ccc(c.v[0]) ? 256 : 0;
+        for (size_t i = 1; i < c.n; i++) {
+            uint32_t ch = c.v[i];
+            int k = s_ccc(ch);
+            uint32_t comp = s_compose(c.v[starter], ch);
+            if (comp && (last < k || last == 0)) {
+                c.v[starter] = comp;
+            } else {
+                if (!k) starter = out;
+                last = k;
+                c.v[out++] = ch;
+            }
+        }
+        c.n = out;
+    }
+    b->len = 0;
+    for (size_t i = 0; i < c.n; i++) {
+        char t[4];
+        if (s_buf_put(b, t, (size_t)tr_tok_impl_utf8_put(c.v[i], t))) goto done;
+    }
+    rc = TR_OK;
+done:
+    free(c.v);
+    return rc;
+}
+
 /* Applies the normalizer to s[0..n) into b (b->len = 0 first). */
 static int s_normalize(const tr_tokenizer_t *self, const char *s, size_t n, s_buf_t *b) {
     b->len = 0;
@@ -867,19 +1088,25 @@ static int s_normalize(const tr_tokenizer_t *self, const char *s, size_t n, s_bu
             b->len += st->a_len;
             break;
         case TR_TOK_NORM_REPLACE: {
+            if (!st->a_len) break;
             t.len = 0;
             size_t i = 0;
             while (i < b->len) {
-                if (st->a_len && i + st->a_len <= b->len && !memcmp(b->p + i, st->a, st->a_len)) {
-                    if (s_buf_put(&t, st->b, st->b_len)) goto nomem;
-                    i += st->a_len;
-                } else {
-                    if (s_buf_put(&t, b->p + i, 1)) goto nomem;
-                    i++;
-                }
+                const char *hit = memmem(b->p + i, b->len - i, st->a, st->a_len);
+                size_t upto = hit ? (size_t)(hit - b->p) : b->len;
+                if (s_buf_put(&t, b->p + i, upto - i)) goto nomem;
+                if (!hit) break;
+                if (s_buf_put(&t, st->b, st->b_len)) goto nomem;
+                i = upto + st->a_len;
             }
-            b->len = 0;
-            if (s_buf_put(b, t.p, t.len)) goto nomem;
+            char *swap = b->p; /* swap buffers instead of copying back */
+            size_t cap = b->cap;
+            b->p = t.p;
+            b->len = t.len;
+            b->cap = t.cap;
+            t.p = swap;
+            t.cap = cap;
+            t.len = 0;
             break;
         }
         case TR_TOK_NORM_STRIP: {
@@ -889,6 +1116,12 @@ static int s_normalize(const tr_tokenizer_t *self, const char *s, size_t n, s_bu
             b->len -= head + tail;
             break;
         }
+        case TR_TOK_NORM_NFC:
+        case TR_TOK_NORM_NFD:
+        case TR_TOK_NORM_NFKC:
+        case TR_TOK_NORM_NFKD:
+            if (s_unicode_normalize(b, st->kind)) goto nomem;
+            break;
         }
     }
     free(t.p);
@@ -896,6 +1129,21 @@ static int s_normalize(const tr_tokenizer_t *self, const char *s, size_t n, s_bu
 nomem:
     free(t.p);
     return TR_ENOMEM;
+}
+
+int tr_tok_impl_normalize(const tr_tokenizer_t *self, const char *s, size_t n, char **out,
+                          size_t *out_len) {
+    s_buf_t b = {0};
+    int rc = s_normalize(self, s, n, &b);
+    if (!rc && s_buf_reserve(&b, 1)) rc = TR_ENOMEM;
+    if (rc) {
+        free(b.p);
+        return rc;
+    }
+    b.p[b.len] = '\0';
+    *out = b.p;
+    *out_len = b.len;
+    return TR_OK;
 }
 
 /* ---- pre-tokenization ---- */
@@ -971,12 +1219,14 @@ static int s_find_matches(const tr_tokenizer_t *self, const tr_tok_pre_t *st, co
 /* HF NormalizedString::split with a behaviour: spans (in place) -> kept spans. */
 static size_t s_apply_behavior(s_mspan_t *v, size_t n, tr_tok_split_behavior_t b, bool invert) {
     if (invert)
-        for (size_t i = 0; i < n; i++) v[i].m = !v[i].m;
+        for (size_t i = 0; i < n; i++)
+            v[i].m = !v[i].m;
     size_t o = 0;
     bool prev_match = false;
     switch (b) {
     case TR_TOK_SPLIT_ISOLATED:
-        for (size_t i = 0; i < n; i++) v[o++] = (s_mspan_t){v[i].s, v[i].e, false};
+        for (size_t i = 0; i < n; i++)
+            v[o++] = (s_mspan_t){v[i].s, v[i].e, false};
         break;
     case TR_TOK_SPLIT_REMOVED:
         for (size_t i = 0; i < n; i++)
@@ -985,16 +1235,20 @@ static size_t s_apply_behavior(s_mspan_t *v, size_t n, tr_tok_split_behavior_t b
     case TR_TOK_SPLIT_CONTIGUOUS:
         for (size_t i = 0; i < n; i++) {
             bool m = v[i].m; /* read before v[o] (o <= i) is overwritten */
-            if (m == prev_match && o > 0) v[o - 1].e = v[i].e;
-            else v[o++] = (s_mspan_t){v[i].s, v[i].e, false};
+            if (m == prev_match && o > 0)
+                v[o - 1].e = v[i].e;
+            else
+                v[o++] = (s_mspan_t){v[i].s, v[i].e, false};
             prev_match = m;
         }
         break;
     case TR_TOK_SPLIT_MERGED_WITH_PREVIOUS:
         for (size_t i = 0; i < n; i++) {
             bool m = v[i].m;
-            if (m && !prev_match && o > 0) v[o - 1].e = v[i].e;
-            else v[o++] = (s_mspan_t){v[i].s, v[i].e, false};
+            if (m && !prev_match && o > 0)
+                v[o - 1].e = v[i].e;
+            else
+                v[o++] = (s_mspan_t){v[i].s, v[i].e, false};
             prev_match = m;
         }
         break;
@@ -1003,11 +1257,14 @@ static size_t s_apply_behavior(s_mspan_t *v, size_t n, tr_tok_split_behavior_t b
         size_t k = n;
         for (size_t i = n; i-- > 0;) {
             bool m = v[i].m; /* read before v[k - 1] (k - 1 >= i) is overwritten */
-            if (m && !prev_match && k < n) v[k].s = v[i].s;
-            else v[--k] = (s_mspan_t){v[i].s, v[i].e, false};
+            if (m && !prev_match && k < n)
+                v[k].s = v[i].s;
+            else
+                v[--k] = (s_mspan_t){v[i].s, v[i].e, false};
             prev_match = m;
         }
-        for (size_t i = k; i < n; i++) v[o++] = v[i];
+        for (size_t i = k; i < n; i++)
+            v[o++] = v[i];
         break;
     }
     }
@@ -1088,7 +1345,7 @@ static int s_pre_step(const tr_tokenizer_t *self, const tr_tok_pre_t *st, const 
 /* ---- engines ---- */
 
 typedef struct {
-    int32_t id;          /* token id; -1: not resolved yet (SPM chars) */
+    int32_t id; /* token id; -1: not resolved yet (SPM chars) */
     int32_t prev, next;
     uint32_t start, len; /* bytes of the word */
     bool fixed;          /* byte-fallback symbol that never merges (llama2.c) */
@@ -1249,7 +1506,8 @@ static int s_spm_score(const tr_tokenizer_t *self, const char *word, size_t n, t
         R->len = 0;
         L->next = R->next;
         if (R->next >= 0) w->sym[R->next].prev = c.left;
-        if (s_spm_pair(self, w, word, L->prev, c.left) || s_spm_pair(self, w, word, c.left, L->next))
+        if (s_spm_pair(self, w, word, L->prev, c.left) ||
+            s_spm_pair(self, w, word, c.left, L->next))
             return TR_ENOMEM;
     }
     for (int32_t i = 0; i >= 0; i = w->sym[i].next) {
@@ -1311,11 +1569,12 @@ static int s_bpe_word(const tr_tokenizer_t *self, const char *word, size_t n, tr
             bool done = false;
             if (self->byte_fallback) {
                 bool all = true;
-                for (size_t k = 0; k < cl; k++) all = all && self->byte_ids[(uint8_t)word[o + k]] >= 0;
+                for (size_t k = 0; k < cl; k++)
+                    all = all && self->byte_ids[(uint8_t)word[o + k]] >= 0;
                 if (all) {
                     for (size_t k = 0; k < cl; k++)
-                        if (s_sym_push(w, self->byte_ids[(uint8_t)word[o + k]], (uint32_t)(o + k), 1,
-                                       false))
+                        if (s_sym_push(w, self->byte_ids[(uint8_t)word[o + k]], (uint32_t)(o + k),
+                                       1, false))
                             return TR_ENOMEM;
                     done = true;
                 }
@@ -1341,7 +1600,7 @@ static int s_bpe_word(const tr_tokenizer_t *self, const char *word, size_t n, tr
 static bool s_cache_get(const tr_tokenizer_t *self, const char *w, size_t n, uint64_t h,
                         tr_tok_ids_t *out, int *rc) {
     const tr_tok_cache_t *c = &self->cache;
-    if (!c->cap) return false;
+    if (!c->cap || self->no_cache) return false;
     size_t mask = c->cap - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
         if (!c->hashes[i]) return false;
@@ -1367,6 +1626,7 @@ static void s_cache_clear(tr_tok_cache_t *c) {
 static void s_cache_put(tr_tokenizer_t *self, const char *w, size_t n, uint64_t h,
                         const int32_t *ids, size_t n_ids) {
     tr_tok_cache_t *c = &self->cache;
+    if (self->no_cache) return;
     size_t need = ((n + 3) & ~(size_t)3) + 4 * n_ids;
     if (!c->cap) {
         c->cap = 1u << 16;
@@ -1386,14 +1646,16 @@ static void s_cache_put(tr_tokenizer_t *self, const char *w, size_t n, uint64_t 
     if ((c->n + 1) * 10 > c->cap * 7 || c->bytes_len + need > s_CACHE_MAX_BYTES) s_cache_clear(c);
     if (c->bytes_len + need > c->bytes_cap) {
         size_t cap = c->bytes_cap ? c->bytes_cap * 2 : 1u << 16;
-        while (cap < c->bytes_len + need) cap *= 2;
+        while (cap < c->bytes_len + need)
+            cap *= 2;
         uint8_t *p = realloc(c->bytes, cap);
         if (!p) return;
         c->bytes = p;
         c->bytes_cap = cap;
     }
     size_t mask = c->cap - 1, i = h & mask;
-    while (c->hashes[i]) i = (i + 1) & mask;
+    while (c->hashes[i])
+        i = (i + 1) & mask;
     c->hashes[i] = h;
     c->off[i] = (uint32_t)c->bytes_len;
     c->word_len[i] = (uint32_t)n;
@@ -1402,6 +1664,11 @@ static void s_cache_put(tr_tokenizer_t *self, const char *w, size_t n, uint64_t 
     memcpy(c->bytes + c->bytes_len + ((n + 3) & ~(size_t)3), ids, 4 * n_ids);
     c->bytes_len += need;
     c->n++;
+}
+
+void tr_tokenizer_set_cache(tr_tokenizer_t *self, bool enabled) {
+    self->no_cache = !enabled;
+    if (!enabled) s_cache_clear(&self->cache);
 }
 
 /* Encodes one word (cached). */
@@ -1415,16 +1682,20 @@ static int s_encode_word(tr_tokenizer_t *self, const char *w, size_t n, tr_tok_i
         if (s_cache_get(self, w, n, h, out, &rc)) return rc;
     }
     size_t before = out->n;
-    if (self->engine == TR_TOK_ENGINE_SPM_SCORE) rc = s_spm_score(self, w, n, out, work);
-    else rc = s_bpe_word(self, w, n, out, work, mapped);
-    if (!rc && n <= s_CACHE_MAX_WORD) s_cache_put(self, w, n, h, out->ids + before, out->n - before);
+    if (self->engine == TR_TOK_ENGINE_SPM_SCORE)
+        rc = s_spm_score(self, w, n, out, work);
+    else
+        rc = s_bpe_word(self, w, n, out, work, mapped);
+    if (!rc && n <= s_CACHE_MAX_WORD)
+        s_cache_put(self, w, n, h, out->ids + before, out->n - before);
     return rc;
 }
 
 /* Cuts a long segment where no vocabulary token spans the cut (see tr_tok_impl_finish). */
 static int s_encode_guarded(tr_tokenizer_t *self, const char *s, size_t n, tr_tok_ids_t *out,
                             s_work_t *work, s_buf_t *mapped) {
-    if (!self->can_split_words || n < s_GUARD_MIN) return s_encode_word(self, s, n, out, work, mapped);
+    if (!self->can_split_words || n < s_GUARD_MIN)
+        return s_encode_word(self, s, n, out, work, mapped);
     size_t start = 0, o = 0, prev_o = 0;
     uint32_t prev = 0;
     bool have = false;
@@ -1433,7 +1704,11 @@ static int s_encode_guarded(tr_tokenizer_t *self, const char *s, size_t n, tr_to
     while (o < n) {
         uint32_t cp;
         int l = tr_tok_impl_utf8_get(s + o, n - o, &cp);
-        if (have && !s_set_has(&self->adjacent, s_pair_key(prev, cp)) &&
+        bool adj =
+            prev < 128 && cp < 128
+                ? (self->adjacent_ascii[(prev * 128 + cp) >> 3] >> ((prev * 128 + cp) & 7)) & 1
+                : s_set_has(&self->adjacent, s_pair_key(prev, cp));
+        if (have && !adj &&
             !(fuse && tr_tok_impl_lookup(self, s + prev_o, o - prev_o) < 0 &&
               tr_tok_impl_lookup(self, s + o, (size_t)l) < 0)) {
             int rc = s_encode_word(self, s + start, o - start, out, work, mapped);
@@ -1506,7 +1781,8 @@ int tr_tokenizer_encode(tr_tokenizer_t *self, const char *text, size_t len, unsi
             if ((rc = s_ids_push(out, self->prefix_ids[i]))) goto done;
     if ((rc = s_split_added(self, text, len, false, flags, true, &e.seg1))) goto done;
     bool have_norm_added = false;
-    for (int i = 0; i < 32; i++) have_norm_added |= self->added_first_norm[i] != 0;
+    for (int i = 0; i < 32; i++)
+        have_norm_added |= self->added_first_norm[i] != 0;
     for (size_t i = 0; i < e.seg1.n; i++) {
         const s_span_t *sp = &e.seg1.v[i];
         if (sp->id >= 0) {
@@ -1528,8 +1804,10 @@ int tr_tokenizer_encode(tr_tokenizer_t *self, const char *text, size_t len, unsi
         if ((rc = s_split_added(self, s, n, true, flags, sp->first, &e.seg2))) goto done;
         for (size_t k = 0; k < e.seg2.n; k++) {
             const s_span_t *q = &e.seg2.v[k];
-            if (q->id >= 0) rc = s_ids_push(out, q->id);
-            else rc = s_encode_segment(self, s + q->off, q->len, q->first, out, &e);
+            if (q->id >= 0)
+                rc = s_ids_push(out, q->id);
+            else
+                rc = s_encode_segment(self, s + q->off, q->len, q->first, out, &e);
             if (rc) goto done;
         }
     }
@@ -1558,13 +1836,13 @@ done:
 struct tr_tok_stream {
     const tr_tokenizer_t *tok; /* borrowed */
     unsigned flags;
-    uint8_t *run;              /* owned: pending <0xNN> bytes */
+    uint8_t *run; /* owned: pending <0xNN> bytes */
     size_t run_len, run_cap;
-    uint8_t pend[4];           /* lossy assembler: incomplete sequence */
+    uint8_t pend[4]; /* lossy assembler: incomplete sequence */
     int pend_len, pend_need;
-    uint8_t pend_lo, pend_hi;  /* allowed range of the second byte */
-    uint32_t strip_left;       /* whole-text strip still allowed */
-    int64_t n_tokens;          /* tokens that reached the decoder */
+    uint8_t pend_lo, pend_hi; /* allowed range of the second byte */
+    uint32_t strip_left;      /* whole-text strip still allowed */
+    int64_t n_tokens;         /* tokens that reached the decoder */
     int32_t prev_id;
     s_buf_t tmp;
 };
@@ -1572,7 +1850,7 @@ struct tr_tok_stream {
 static void s_stream_reset(tr_tok_stream_t *st) {
     st->run_len = 0;
     st->pend_len = st->pend_need = 0;
-    st->strip_left = st->tok->dec.fuse ? st->tok->dec.strip_start : 0;
+    st->strip_left = st->tok->dec.strip_whole ? st->tok->dec.strip_start : 0;
     st->n_tokens = 0;
     st->prev_id = -1;
 }
@@ -1607,7 +1885,7 @@ static int s_emit_text(tr_tok_stream_t *st, const char *s, size_t n, tr_tok_text
         n -= (size_t)l;
         st->strip_left--;
     }
-    if (n && st->tok->dec.fuse) st->strip_left = 0;
+    if (n && st->tok->dec.strip_whole) st->strip_left = 0;
     return s_text_append(out, s, n);
 }
 
@@ -1618,8 +1896,8 @@ static int s_emit_bytes(tr_tok_stream_t *st, const uint8_t *s, size_t n, tr_tok_
     while (i < n) {
         uint8_t c = s[i];
         if (st->pend_len) {
-            bool ok = st->pend_len == 1 ? (c >= st->pend_lo && c <= st->pend_hi)
-                                        : (c & 0xc0) == 0x80;
+            bool ok =
+                st->pend_len == 1 ? (c >= st->pend_lo && c <= st->pend_hi) : (c & 0xc0) == 0x80;
             if (ok) {
                 st->pend[st->pend_len++] = c;
                 i++;
@@ -1648,7 +1926,8 @@ static int s_emit_bytes(tr_tok_stream_t *st, const uint8_t *s, size_t n, tr_tok_
             i += (size_t)len; /* complete and valid in this chunk */
             continue;
         }
-        if (i > run_start && (rc = s_emit_text(st, (const char *)s + run_start, i - run_start, out)))
+        if (i > run_start &&
+            (rc = s_emit_text(st, (const char *)s + run_start, i - run_start, out)))
             return rc;
         if (!len) { /* not a lead byte */
             if ((rc = s_emit_text(st, s_fffd, 3, out))) return rc;
@@ -1669,7 +1948,7 @@ static int s_emit_bytes(tr_tok_stream_t *st, const uint8_t *s, size_t n, tr_tok_
 /* A token-level string (HF decoder list element): per-token strip, then out. */
 static int s_emit_token_text(tr_tok_stream_t *st, const char *s, size_t n, tr_tok_text_t *out) {
     const tr_tok_decoder_t *d = &st->tok->dec;
-    if (!d->fuse && (d->strip_start || d->strip_stop)) {
+    if (!d->strip_whole && (d->strip_start || d->strip_stop)) {
         for (uint32_t k = 0; k < d->strip_start && n; k++) {
             uint32_t cp;
             int l = tr_tok_impl_utf8_get(s, n, &cp);
@@ -1679,7 +1958,8 @@ static int s_emit_token_text(tr_tok_stream_t *st, const char *s, size_t n, tr_to
         }
         for (uint32_t k = 0; k < d->strip_stop && n; k++) {
             size_t j = n - 1;
-            while (j > 0 && ((uint8_t)s[j] & 0xc0) == 0x80) j--;
+            while (j > 0 && ((uint8_t)s[j] & 0xc0) == 0x80)
+                j--;
             uint32_t cp;
             tr_tok_impl_utf8_get(s + j, n - j, &cp);
             if (cp != d->strip_char) break;
@@ -1825,7 +2105,8 @@ int tr_tokenizer_decode(const tr_tokenizer_t *self, const int32_t *ids, size_t n
     st.flags = flags;
     s_stream_reset(&st);
     int rc = TR_OK;
-    for (size_t i = 0; i < n && !rc; i++) rc = tr_tok_stream_push(&st, ids[i], out);
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = tr_tok_stream_push(&st, ids[i], out);
     if (!rc) rc = tr_tok_stream_flush(&st, out);
     free(st.run);
     free(st.tmp.p);
@@ -1855,6 +2136,14 @@ tr_tokenizer_t *tr_tokenizer_new(const char *path, int *status, char *err, size_
         return tr_tokenizer_new_hf(js, have_cfg ? cfg : NULL, status, err, err_size);
     }
     if (s_ends_with(path, ".json")) return tr_tokenizer_new_hf(path, NULL, status, err, err_size);
+    if (s_ends_with(path, ".model")) {
+        if (status) *status = TR_EINVAL;
+        tr_tok_impl_fail(err, err_size, 0,
+                         "%s: SentencePiece .model (protobuf) files are not "
+                         "supported; use the model's tokenizer.json or GGUF",
+                         path);
+        return NULL;
+    }
     if (s_ends_with(path, ".gguf")) {
         tr_gguf_t *g = tr_gguf_new(path, status, err, err_size);
         if (!g) return NULL;

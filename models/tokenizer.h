@@ -70,7 +70,7 @@ enum {
 enum {
     TR_TOK_ATTR_NORMAL = 1u << 0,
     TR_TOK_ATTR_UNKNOWN = 1u << 1,
-    TR_TOK_ATTR_CONTROL = 1u << 2, /* special: BOS, EOS, <|im_start|>, ... */
+    TR_TOK_ATTR_CONTROL = 1u << 2,      /* special: BOS, EOS, <|im_start|>, ... */
     TR_TOK_ATTR_USER_DEFINED = 1u << 3, /* added, not special: always matched in text */
     TR_TOK_ATTR_UNUSED = 1u << 4,
     TR_TOK_ATTR_BYTE = 1u << 5, /* <0xNN> byte-fallback token */
@@ -99,7 +99,8 @@ void tr_tok_text_fini(tr_tok_text_t *t);
  * unsupported feature, TR_ENOMEM) and err (if not NULL) a one-line message. */
 
 /* Picks the loader from the path: a directory (tokenizer.json [+ tokenizer_config.json]),
- * *.json, *.gguf, or anything else as a llama2.c tokenizer.bin (vocab size from the file). */
+ * *.json, *.gguf, or anything else as a llama2.c tokenizer.bin (vocab size from the file).
+ * SentencePiece *.model files are refused (TR_EINVAL). */
 tr_tokenizer_t *tr_tokenizer_new(const char *path, int *status, char *err, size_t err_size);
 
 /* HF tokenizer.json; config_path (tokenizer_config.json) may be NULL. */
@@ -117,8 +118,8 @@ tr_tokenizer_t *tr_tokenizer_new_gguf(const tr_gguf_t *gguf, int *status, char *
 
 /* llama2.c tokenizer.bin. n_vocab is the model's vocab_size (the format does not store
  * it); 0 reads tokens until the end of the file. */
-tr_tokenizer_t *tr_tokenizer_new_llama2c(const char *path, int32_t n_vocab, int *status,
-                                         char *err, size_t err_size);
+tr_tokenizer_t *tr_tokenizer_new_llama2c(const char *path, int32_t n_vocab, int *status, char *err,
+                                         size_t err_size);
 
 /* Frees *self_p and sets it to NULL; NULL-safe. Streams created from it must be gone. */
 void tr_tokenizer_destroy(tr_tokenizer_t **self_p);
@@ -141,6 +142,10 @@ const char *tr_tokenizer_token_text(const tr_tokenizer_t *self, int32_t id, size
 int32_t tr_tokenizer_token_id(const tr_tokenizer_t *self, const char *text, size_t len);
 /* TR_TOK_ATTR_* bits of a token (0 for an id out of range). */
 unsigned tr_tokenizer_token_attr(const tr_tokenizer_t *self, int32_t id);
+
+/* Turns the word cache on (the default) or off (and empties it). Off, every word goes
+ * through BPE: for benchmarks and for memory-tight embedders. Same thread rule as encode. */
+void tr_tokenizer_set_cache(tr_tokenizer_t *self, bool enabled);
 
 /* ---- encode ---- */
 /* Appends the ids of `len` bytes of UTF-8 text to *out. TR_EINVAL for text that is not valid

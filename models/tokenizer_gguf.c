@@ -35,8 +35,11 @@ static const char *const s_re_qwen2[] = {
     NULL};
 static const char *const s_re_deepseek_llm[] = {
     "[\r\n]",
-    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-"
-    "ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-"
+    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-"
+    "ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-"
+    "ὗὙὛὝὟ-\\x{1F7D}ᾀ-ᾴᾶ-ᾼ\\x{1FBE}ῂ-ῄῆ-ῌῐ-\\x{1FD3}ῖ-\\x{1FDB}ῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤ\\x{2126}ℨ\\x{"
+    "212A}-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-"
+    "ﬆﬓ-"
     "ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+",
     "\\s?[!-/:-~！-／：-～‘-‟　-。]+",
     "\\s+$",
@@ -50,10 +53,8 @@ static const char *const s_re_starcoder[] = {
     NULL};
 static const char *const s_re_default[] = {
     "[\\p{P}\\$\\+<=>\\^~\\|]+",
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)",
-    "\\p{N}+",
-    "[0-9][0-9][0-9]",
-    NULL};
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)", "\\p{N}+",
+    "[0-9][0-9][0-9]", NULL};
 
 static const struct {
     const char *name;
@@ -108,7 +109,8 @@ static int s_load_vocab(s_ctx_t *c, const tr_gguf_t *g, bool need_scores) {
     if (toks->arr_n == 0 || toks->arr_n > (1u << 30))
         return s_FAIL(c, TR_EPROTO, "GGUF: %llu tokens", (unsigned long long)toks->arr_n);
     int32_t n = (int32_t)toks->arr_n;
-    if (tr_gguf_get_arr(g, "tokenizer.ggml.scores", -1, &scores) == TR_OK && scores->arr_n != toks->arr_n)
+    if (tr_gguf_get_arr(g, "tokenizer.ggml.scores", -1, &scores) == TR_OK &&
+        scores->arr_n != toks->arr_n)
         return s_FAIL(c, TR_EPROTO, "GGUF: %llu scores for %d tokens",
                       (unsigned long long)scores->arr_n, n);
     if (need_scores && !scores)
@@ -128,12 +130,24 @@ static int s_load_vocab(s_ctx_t *c, const tr_gguf_t *g, bool need_scores) {
             return s_FAIL(c, TR_EPROTO, "GGUF: tokenizer.ggml.token_type is not an integer array");
         unsigned attr;
         switch (type) {
-        case 2: attr = TR_TOK_ATTR_UNKNOWN; break;
-        case 3: attr = TR_TOK_ATTR_CONTROL; break;
-        case 4: attr = TR_TOK_ATTR_USER_DEFINED; break;
-        case 5: attr = TR_TOK_ATTR_UNUSED; break;
-        case 6: attr = TR_TOK_ATTR_BYTE; break;
-        default: attr = TR_TOK_ATTR_NORMAL; break;
+        case 2:
+            attr = TR_TOK_ATTR_UNKNOWN;
+            break;
+        case 3:
+            attr = TR_TOK_ATTR_CONTROL;
+            break;
+        case 4:
+            attr = TR_TOK_ATTR_USER_DEFINED;
+            break;
+        case 5:
+            attr = TR_TOK_ATTR_UNUSED;
+            break;
+        case 6:
+            attr = TR_TOK_ATTR_BYTE;
+            break;
+        default:
+            attr = TR_TOK_ATTR_NORMAL;
+            break;
         }
         if (tr_tok_impl_set_piece(tok, i, s.data, (size_t)s.len, (float)score, attr))
             return s_FAIL(c, TR_ENOMEM, "out of memory");
@@ -149,7 +163,8 @@ static int s_add_special_tokens(s_ctx_t *c, const tr_gguf_t *g) {
     char name[64] = "";
     tr_gguf_str_t gn;
     if (tr_gguf_get_str(g, "general.name", &gn) == TR_OK) tr_gguf_str_copy(gn, name, sizeof name);
-    for (char *p = name; *p; p++) *p = (char)tolower((unsigned char)*p);
+    for (char *p = name; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
     bool phi3 = strstr(name, "phi-3") || strstr(name, "phi3");
     for (int32_t i = 0; i < tok->n_vocab; i++) {
         const tr_tok_piece_t *p = &tok->pieces[i];
@@ -175,11 +190,13 @@ static int s_load_merges(s_ctx_t *c, const tr_gguf_t *g) {
     const tr_gguf_kv_t *m = NULL;
     if (tr_gguf_get_arr(g, "tokenizer.ggml.merges", TR_GGUF_TYPE_STRING, &m))
         return s_FAIL(c, TR_EPROTO, "GGUF: a gpt2 vocab needs tokenizer.ggml.merges");
-    if (tr_tok_impl_reserve_merges(tok, (size_t)m->arr_n)) return s_FAIL(c, TR_ENOMEM, "out of memory");
+    if (tr_tok_impl_reserve_merges(tok, (size_t)m->arr_n))
+        return s_FAIL(c, TR_ENOMEM, "out of memory");
     for (uint64_t i = 0; i < m->arr_n; i++) {
         tr_gguf_str_t s = m->arr_str[i];
         const char *sp = s.len > 1 ? memchr(s.data + 1, ' ', (size_t)s.len - 1) : NULL;
-        if (!sp) return s_FAIL(c, TR_EPROTO, "GGUF: merge %llu has no space", (unsigned long long)i);
+        if (!sp)
+            return s_FAIL(c, TR_EPROTO, "GGUF: merge %llu has no space", (unsigned long long)i);
         size_t la = (size_t)(sp - s.data), lb = (size_t)s.len - la - 1;
         int32_t a = tr_tok_impl_lookup(tok, s.data, la), b = tr_tok_impl_lookup(tok, sp + 1, lb);
         int rc = a < 0 || b < 0 ? TR_ENOENT : tr_tok_impl_add_merge(tok, a, b, (int32_t)i);
@@ -239,7 +256,7 @@ tr_tokenizer_t *tr_tokenizer_new_gguf(const tr_gguf_t *g, int *status, char *err
         d->rep_from_len[0] = 3;
         d->rep_to_len[0] = 1;
         d->byte_fallback = true;
-        d->fuse = true;
+        d->strip_whole = true;
         d->strip_char = ' ';
         d->strip_start = space ? 1 : 0;
         snprintf(tok->kind, sizeof tok->kind, "gguf/llama");
@@ -261,9 +278,11 @@ tr_tokenizer_t *tr_tokenizer_new_gguf(const tr_gguf_t *g, int *status, char *err
                 dflt_bos = s_pre_types[i].add_bos;
             }
         if (!re) {
-            rc = s_FAIL(&c, TR_EINVAL, "GGUF: tokenizer.ggml.pre '%s' is not supported (gpt-2, "
+            rc = s_FAIL(&c, TR_EINVAL,
+                        "GGUF: tokenizer.ggml.pre '%s' is not supported (gpt-2, "
                         "llama-bpe, qwen2, deepseek-llm, deepseek-coder, smollm, starcoder, "
-                        "default, ...)", pre);
+                        "default, ...)",
+                        pre);
             goto fail;
         }
         add_bos = s_bool_key(g, "tokenizer.ggml.add_bos_token", dflt_bos);

@@ -69,10 +69,13 @@ static int s_load_model(s_ctx_t *c, const json_t *model) {
     const char *csp = s_str(model, "continuing_subword_prefix");
     const char *eows = s_str(model, "end_of_word_suffix");
     if ((csp && *csp) || (eows && *eows))
-        return s_FAIL(c, TR_EINVAL, "%s: BPE continuing_subword_prefix/end_of_word_suffix is not "
-                      "supported", c->what);
+        return s_FAIL(c, TR_EINVAL,
+                      "%s: BPE continuing_subword_prefix/end_of_word_suffix is not "
+                      "supported",
+                      c->what);
     const json_t *vocab = json_object_get(model, "vocab");
-    if (!json_is_object(vocab)) return s_FAIL(c, TR_EPROTO, "%s: model.vocab is not an object", c->what);
+    if (!json_is_object(vocab))
+        return s_FAIL(c, TR_EPROTO, "%s: model.vocab is not an object", c->what);
     int64_t max_id = -1;
     const char *key;
     const json_t *val;
@@ -101,14 +104,15 @@ static int s_load_model(s_ctx_t *c, const json_t *model) {
         tok->unk = (int32_t)json_integer_value(u);
         tok->pieces[tok->unk].attr = TR_TOK_ATTR_UNKNOWN;
     }
-    return TR_OK;
+    return tr_tok_impl_build_vocab_map(tok) ? s_FAIL(c, TR_ENOMEM, "out of memory") : TR_OK;
 }
 
 static int s_load_merges(s_ctx_t *c, const json_t *model) {
     tr_tokenizer_t *tok = c->tok;
     const json_t *merges = json_object_get(model, "merges");
     if (!merges || json_is_null(merges)) return TR_OK;
-    if (!json_is_array(merges)) return s_FAIL(c, TR_EPROTO, "%s: model.merges is not an array", c->what);
+    if (!json_is_array(merges))
+        return s_FAIL(c, TR_EPROTO, "%s: model.merges is not an array", c->what);
     size_t n = json_array_size(merges);
     if (tr_tok_impl_reserve_merges(tok, n)) return s_FAIL(c, TR_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
@@ -118,7 +122,8 @@ static int s_load_merges(s_ctx_t *c, const json_t *model) {
         if (json_is_string(m)) {
             const char *s = json_string_value(m);
             const char *sp = strchr(s + (s[0] ? 1 : 0), ' ');
-            if (!sp) return s_FAIL(c, TR_EPROTO, "%s: merge %zu '%.40s' has no space", c->what, i, s);
+            if (!sp)
+                return s_FAIL(c, TR_EPROTO, "%s: merge %zu '%.40s' has no space", c->what, i, s);
             a = s;
             la = (size_t)(sp - s);
             b = sp + 1;
@@ -135,8 +140,10 @@ static int s_load_merges(s_ctx_t *c, const json_t *model) {
         int32_t ia = tr_tok_impl_lookup(tok, a, la), ib = tr_tok_impl_lookup(tok, b, lb);
         int rc = ia < 0 || ib < 0 ? TR_ENOENT : tr_tok_impl_add_merge(tok, ia, ib, (int32_t)i);
         if (rc == TR_ENOENT)
-            return s_FAIL(c, TR_EPROTO, "%s: merge %zu '%.*s' + '%.*s' uses a token that is not in "
-                          "the vocab", c->what, i, (int)la, a, (int)lb, b);
+            return s_FAIL(c, TR_EPROTO,
+                          "%s: merge %zu '%.*s' + '%.*s' uses a token that is not in "
+                          "the vocab",
+                          c->what, i, (int)la, a, (int)lb, b);
         if (rc) return s_FAIL(c, rc, "out of memory");
     }
     return TR_OK;
@@ -168,13 +175,27 @@ static int s_load_normalizer(s_ctx_t *c, const json_t *n) {
         const json_t *pat = json_object_get(n, "pattern");
         const char *s = s_str(pat, "String"), *content = s_str(n, "content");
         if (!s || !content)
-            return s_FAIL(c, TR_EINVAL, "%s: Replace normalizer with a Regex pattern is not "
-                          "supported (String only)", c->what);
+            return s_FAIL(c, TR_EINVAL,
+                          "%s: Replace normalizer with a Regex pattern is not "
+                          "supported (String only)",
+                          c->what);
         return tr_tok_impl_add_norm(c->tok, TR_TOK_NORM_REPLACE, s, strlen(s), content,
                                     strlen(content))
                    ? s_FAIL(c, TR_ENOMEM, "out of memory")
                    : TR_OK;
     }
+    static const struct {
+        const char *name;
+        tr_tok_norm_kind_t kind;
+    } forms[] = {{"NFC", TR_TOK_NORM_NFC},
+                 {"NFD", TR_TOK_NORM_NFD},
+                 {"NFKC", TR_TOK_NORM_NFKC},
+                 {"NFKD", TR_TOK_NORM_NFKD}};
+    for (size_t i = 0; i < TR_ARRAY_LEN(forms); i++)
+        if (!strcmp(t, forms[i].name))
+            return tr_tok_impl_add_norm(c->tok, forms[i].kind, NULL, 0, NULL, 0)
+                       ? s_FAIL(c, TR_ENOMEM, "out of memory")
+                       : TR_OK;
     if (!strcmp(t, "Strip")) {
         if (tr_tok_impl_add_norm(c->tok, TR_TOK_NORM_STRIP, NULL, 0, NULL, 0))
             return s_FAIL(c, TR_ENOMEM, "out of memory");
@@ -183,8 +204,10 @@ static int s_load_normalizer(s_ctx_t *c, const json_t *n) {
         st->right = s_bool(n, "strip_right", true);
         return TR_OK;
     }
-    return s_FAIL(c, TR_EINVAL, "%s: normalizer '%s' is not supported (Sequence, Prepend, "
-                  "Replace, Strip)", c->what, t);
+    return s_FAIL(c, TR_EINVAL,
+                  "%s: normalizer '%s' is not supported (Sequence, Prepend, "
+                  "Replace, Strip, NFC, NFD, NFKC, NFKD)",
+                  c->what, t);
 }
 
 /* ---- pre-tokenizer ---- */
@@ -214,10 +237,14 @@ static int s_behavior(s_ctx_t *c, const char *b, tr_tok_split_behavior_t *out) {
 static int s_prepend_scheme(const json_t *p, tr_tok_prepend_t *out) {
     const char *scheme = s_str(p, "prepend_scheme");
     if (scheme) {
-        if (!strcmp(scheme, "always")) *out = TR_TOK_PREPEND_ALWAYS;
-        else if (!strcmp(scheme, "first")) *out = TR_TOK_PREPEND_FIRST;
-        else if (!strcmp(scheme, "never")) *out = TR_TOK_PREPEND_NEVER;
-        else return TR_EINVAL;
+        if (!strcmp(scheme, "always"))
+            *out = TR_TOK_PREPEND_ALWAYS;
+        else if (!strcmp(scheme, "first"))
+            *out = TR_TOK_PREPEND_FIRST;
+        else if (!strcmp(scheme, "never"))
+            *out = TR_TOK_PREPEND_NEVER;
+        else
+            return TR_EINVAL;
         return TR_OK;
     }
     *out = s_bool(p, "add_prefix_space", true) ? TR_TOK_PREPEND_ALWAYS : TR_TOK_PREPEND_NEVER;
@@ -271,8 +298,8 @@ static int s_load_pre(s_ctx_t *c, const json_t *p) {
     if (!strcmp(t, "Digits")) {
         st.kind = TR_TOK_PRE_SPLIT;
         st.behavior = TR_TOK_SPLIT_ISOLATED; /* HF: Contiguous over single digits == \p{N}+ */
-        return tr_tok_impl_add_pre(tok, &st, s_bool(p, "individual_digits", false) ? "\\p{N}"
-                                                                                  : "\\p{N}+",
+        return tr_tok_impl_add_pre(tok, &st,
+                                   s_bool(p, "individual_digits", false) ? "\\p{N}" : "\\p{N}+",
                                    c->err, c->err_size);
     }
     if (!strcmp(t, "WhitespaceSplit")) {
@@ -284,7 +311,8 @@ static int s_load_pre(s_ctx_t *c, const json_t *p) {
         st.kind = TR_TOK_PRE_METASPACE;
         const char *r = s_str(p, "replacement");
         if (!r || !*r || strlen(r) > 4)
-            return s_FAIL(c, TR_EPROTO, "%s: Metaspace without a one-character replacement", c->what);
+            return s_FAIL(c, TR_EPROTO, "%s: Metaspace without a one-character replacement",
+                          c->what);
         memcpy(st.replacement, r, strlen(r));
         st.replacement_len = (uint32_t)strlen(r);
         if (s_prepend_scheme(p, &st.prepend))
@@ -293,8 +321,10 @@ static int s_load_pre(s_ctx_t *c, const json_t *p) {
         st.split = s_bool(p, "split", true);
         return tr_tok_impl_add_pre(tok, &st, NULL, c->err, c->err_size);
     }
-    return s_FAIL(c, TR_EINVAL, "%s: pre-tokenizer '%s' is not supported (Sequence, Split, "
-                  "ByteLevel, Digits, Metaspace, WhitespaceSplit)", c->what, t);
+    return s_FAIL(c, TR_EINVAL,
+                  "%s: pre-tokenizer '%s' is not supported (Sequence, Split, "
+                  "ByteLevel, Digits, Metaspace, WhitespaceSplit)",
+                  c->what, t);
 }
 
 /* ---- post-processor ---- */
@@ -303,7 +333,8 @@ static int s_push_special(s_ctx_t *c, bool prefix, int32_t id) {
     tr_tokenizer_t *tok = c->tok;
     int *n = prefix ? &tok->n_prefix : &tok->n_suffix;
     int32_t *v = prefix ? tok->prefix_ids : tok->suffix_ids;
-    if (*n >= 4) return s_FAIL(c, TR_EINVAL, "%s: more than 4 special tokens around the text", c->what);
+    if (*n >= 4)
+        return s_FAIL(c, TR_EINVAL, "%s: more than 4 special tokens around the text", c->what);
     if (id < 0 || id >= tok->n_vocab)
         return s_FAIL(c, TR_EPROTO, "%s: post-processor token id %d out of range", c->what, id);
     v[(*n)++] = id;
@@ -325,8 +356,8 @@ static int s_load_post(s_ctx_t *c, const json_t *p) {
     }
     if (!strcmp(t, "ByteLevel")) return TR_OK; /* offsets only */
     if (!strcmp(t, "TemplateProcessing")) {
-        const json_t *single = json_object_get(p, "single"), *specials =
-            json_object_get(p, "special_tokens");
+        const json_t *single = json_object_get(p, "single"),
+                     *specials = json_object_get(p, "special_tokens");
         bool seen_a = false;
         size_t i;
         const json_t *item;
@@ -335,8 +366,10 @@ static int s_load_post(s_ctx_t *c, const json_t *p) {
             const json_t *seq = json_object_get(item, "Sequence");
             if (seq) {
                 if (seen_a)
-                    return s_FAIL(c, TR_EINVAL, "%s: TemplateProcessing with two sequences in "
-                                  "'single'", c->what);
+                    return s_FAIL(c, TR_EINVAL,
+                                  "%s: TemplateProcessing with two sequences in "
+                                  "'single'",
+                                  c->what);
                 seen_a = true;
                 continue;
             }
@@ -384,13 +417,16 @@ static int s_load_decoder(s_ctx_t *c, const json_t *d, s_dec_state_t *ds) {
         return TR_OK;
     }
     if (!strcmp(t, "Replace")) {
-        const char *from = s_str(json_object_get(d, "pattern"), "String"), *to = s_str(d, "content");
+        const char *from = s_str(json_object_get(d, "pattern"), "String"),
+                   *to = s_str(d, "content");
         if (!from || !to)
             return s_FAIL(c, TR_EINVAL, "%s: Replace decoder with a Regex pattern is not supported",
                           c->what);
         if (dec->n_replace == 4 || ds->saw_byte_fallback || ds->saw_fuse)
-            return s_FAIL(c, TR_EINVAL, "%s: Replace decoder after ByteFallback/Fuse (or more than "
-                          "4) is not supported", c->what);
+            return s_FAIL(c, TR_EINVAL,
+                          "%s: Replace decoder after ByteFallback/Fuse (or more than "
+                          "4) is not supported",
+                          c->what);
         int r = dec->n_replace++;
         dec->rep_from[r] = tr_tok_impl_strdup(c->tok, from, strlen(from));
         dec->rep_to[r] = tr_tok_impl_strdup(c->tok, to, strlen(to));
@@ -403,8 +439,7 @@ static int s_load_decoder(s_ctx_t *c, const json_t *d, s_dec_state_t *ds) {
         ds->saw_byte_fallback = true;
         return TR_OK;
     }
-    if (!strcmp(t, "Fuse")) {
-        dec->fuse = true;
+    if (!strcmp(t, "Fuse")) { /* concatenation is implicit; it only matters for Strip */
         ds->saw_fuse = true;
         return TR_OK;
     }
@@ -416,9 +451,11 @@ static int s_load_decoder(s_ctx_t *c, const json_t *d, s_dec_state_t *ds) {
         dec->strip_start = (uint32_t)json_integer_value(json_object_get(d, "start"));
         dec->strip_stop = (uint32_t)json_integer_value(json_object_get(d, "stop"));
         if (ds->saw_fuse && dec->strip_stop)
-            return s_FAIL(c, TR_EINVAL, "%s: Strip decoder with stop > 0 after Fuse is not "
-                          "supported (it needs the end of the text)", c->what);
-        if (!ds->saw_fuse) dec->fuse = false; /* per-token strip */
+            return s_FAIL(c, TR_EINVAL,
+                          "%s: Strip decoder with stop > 0 after Fuse is not "
+                          "supported (it needs the end of the text)",
+                          c->what);
+        dec->strip_whole = ds->saw_fuse; /* else per token */
         return TR_OK;
     }
     if (!strcmp(t, "ByteLevel")) {
@@ -427,7 +464,8 @@ static int s_load_decoder(s_ctx_t *c, const json_t *d, s_dec_state_t *ds) {
     }
     if (!strcmp(t, "Metaspace")) {
         const char *r = s_str(d, "replacement");
-        if (!r || !*r) return s_FAIL(c, TR_EPROTO, "%s: Metaspace decoder without replacement", c->what);
+        if (!r || !*r)
+            return s_FAIL(c, TR_EPROTO, "%s: Metaspace decoder without replacement", c->what);
         dec->metaspace = true;
         tr_tok_impl_utf8_get(r, strlen(r), &dec->metaspace_char);
         tr_tok_prepend_t pp;
@@ -438,8 +476,10 @@ static int s_load_decoder(s_ctx_t *c, const json_t *d, s_dec_state_t *ds) {
         return TR_OK;
     }
     ds->saw_other = true;
-    return s_FAIL(c, TR_EINVAL, "%s: decoder '%s' is not supported (Sequence, Replace, ByteFallback, "
-                  "Fuse, Strip, ByteLevel, Metaspace)", c->what, t);
+    return s_FAIL(c, TR_EINVAL,
+                  "%s: decoder '%s' is not supported (Sequence, Replace, ByteFallback, "
+                  "Fuse, Strip, ByteLevel, Metaspace)",
+                  c->what, t);
 }
 
 /* ---- added tokens ---- */
@@ -447,7 +487,8 @@ static int s_load_decoder(s_ctx_t *c, const json_t *d, s_dec_state_t *ds) {
 static int s_load_added(s_ctx_t *c, const json_t *added) {
     tr_tokenizer_t *tok = c->tok;
     if (!added || json_is_null(added)) return TR_OK;
-    if (!json_is_array(added)) return s_FAIL(c, TR_EPROTO, "%s: added_tokens is not an array", c->what);
+    if (!json_is_array(added))
+        return s_FAIL(c, TR_EPROTO, "%s: added_tokens is not an array", c->what);
     size_t i;
     const json_t *a;
     /* First every id exists (some added ids are past the model vocab). */
@@ -470,8 +511,10 @@ static int s_load_added(s_ctx_t *c, const json_t *added) {
         bool special = s_bool(a, "special", false);
         bool normalized = s_bool(a, "normalized", !special);
         if (s_bool(a, "single_word", false))
-            return s_FAIL(c, TR_EINVAL, "%s: added token '%.40s' has single_word=true, which is not "
-                          "supported", c->what, content);
+            return s_FAIL(c, TR_EINVAL,
+                          "%s: added token '%.40s' has single_word=true, which is not "
+                          "supported",
+                          c->what, content);
         tr_tok_piece_t *p = &tok->pieces[id];
         p->special = special;
         p->attr = id == tok->unk ? TR_TOK_ATTR_UNKNOWN
@@ -482,52 +525,9 @@ static int s_load_added(s_ctx_t *c, const json_t *added) {
         size_t pat_len = strlen(content);
         char *owned = NULL;
         if (normalized && tok->n_norm) {
-            /* run the normalizer through a tiny encode-free path: Prepend/Replace/Strip */
-            size_t cap = pat_len * 8 + 64;
-            owned = malloc(cap);
-            if (!owned) return s_FAIL(c, TR_ENOMEM, "out of memory");
-            size_t len = pat_len;
-            memcpy(owned, content, len);
-            for (int k = 0; k < tok->n_norm; k++) {
-                const tr_tok_norm_t *st = &tok->norm[k];
-                if (st->kind == TR_TOK_NORM_PREPEND && len) {
-                    char *q = malloc(len + st->a_len + 1);
-                    if (!q) {
-                        free(owned);
-                        return s_FAIL(c, TR_ENOMEM, "out of memory");
-                    }
-                    memcpy(q, st->a, st->a_len);
-                    memcpy(q + st->a_len, owned, len);
-                    free(owned);
-                    owned = q;
-                    len += st->a_len;
-                } else if (st->kind == TR_TOK_NORM_REPLACE && st->a_len) {
-                    char *q = malloc(len * (st->b_len + 1) + 1);
-                    if (!q) {
-                        free(owned);
-                        return s_FAIL(c, TR_ENOMEM, "out of memory");
-                    }
-                    size_t o = 0;
-                    for (size_t x = 0; x < len;) {
-                        if (x + st->a_len <= len && !memcmp(owned + x, st->a, st->a_len)) {
-                            memcpy(q + o, st->b, st->b_len);
-                            o += st->b_len;
-                            x += st->a_len;
-                        } else {
-                            q[o++] = owned[x++];
-                        }
-                    }
-                    free(owned);
-                    owned = q;
-                    len = o;
-                } else if (st->kind == TR_TOK_NORM_STRIP) {
-                    free(owned);
-                    return s_FAIL(c, TR_EINVAL, "%s: normalized added token '%.40s' with a Strip "
-                                  "normalizer is not supported", c->what, content);
-                }
-            }
+            if (tr_tok_impl_normalize(tok, content, pat_len, &owned, &pat_len))
+                return s_FAIL(c, TR_ENOMEM, "out of memory");
             pat = owned;
-            pat_len = len;
         }
         int rc = tr_tok_impl_add_token(tok, id, pat, pat_len, special, s_bool(a, "lstrip", false),
                                        s_bool(a, "rstrip", false), normalized && tok->n_norm);
@@ -552,30 +552,36 @@ static int s_apply_config(s_ctx_t *c, const json_t *cfg) {
     if ((id = s_config_id(c, cfg, "pad_token")) >= 0) tok->pad = id;
     if ((id = s_config_id(c, cfg, "unk_token")) >= 0 && tok->unk < 0) tok->unk = id;
     const char *cls = s_str(cfg, "tokenizer_class");
-    bool llama_like = cls && (!strncmp(cls, "LlamaTokenizer", 14) || !strncmp(cls, "CodeLlamaTokenizer", 18) ||
-                              !strncmp(cls, "GemmaTokenizer", 14));
-    const json_t *ab = json_object_get(cfg, "add_bos_token"), *ae = json_object_get(cfg, "add_eos_token");
+    bool llama_like =
+        cls && (!strncmp(cls, "LlamaTokenizer", 14) || !strncmp(cls, "CodeLlamaTokenizer", 18) ||
+                !strncmp(cls, "GemmaTokenizer", 14));
+    const json_t *ab = json_object_get(cfg, "add_bos_token"),
+                 *ae = json_object_get(cfg, "add_eos_token");
     if (llama_like) {
         /* transformers' LlamaTokenizerFast.update_post_processor(): bos? $A eos? */
         bool add_bos = json_is_boolean(ab) ? json_is_true(ab) : true;
         bool add_eos = json_is_boolean(ae) ? json_is_true(ae) : false;
         tok->n_prefix = tok->n_suffix = 0;
         if (add_bos) {
-            if (tok->bos < 0) return s_FAIL(c, TR_EPROTO, "%s: add_bos_token without a bos_token", c->what);
+            if (tok->bos < 0)
+                return s_FAIL(c, TR_EPROTO, "%s: add_bos_token without a bos_token", c->what);
             tok->prefix_ids[tok->n_prefix++] = tok->bos;
         }
         if (add_eos) {
-            if (tok->eos < 0) return s_FAIL(c, TR_EPROTO, "%s: add_eos_token without an eos_token", c->what);
+            if (tok->eos < 0)
+                return s_FAIL(c, TR_EPROTO, "%s: add_eos_token without an eos_token", c->what);
             tok->suffix_ids[tok->n_suffix++] = tok->eos;
         }
     }
     const json_t *aps = json_object_get(cfg, "add_prefix_space");
     if (json_is_boolean(aps))
         for (int k = 0; k < tok->n_pre; k++)
-            if (tok->pre[k].kind == TR_TOK_PRE_BYTELEVEL) tok->pre[k].add_prefix_space = json_is_true(aps);
+            if (tok->pre[k].kind == TR_TOK_PRE_BYTELEVEL)
+                tok->pre[k].add_prefix_space = json_is_true(aps);
     if (json_is_true(json_object_get(cfg, "clean_up_tokenization_spaces")))
         TR_WARN("%s: clean_up_tokenization_spaces=true is a transformers decode post-processing "
-                "step that troupe does not apply", c->what);
+                "step that troupe does not apply",
+                c->what);
     return TR_OK;
 }
 
@@ -645,7 +651,8 @@ static tr_tokenizer_t *s_load(const char *what, const char *json, size_t len, co
     if (cfg_text) {
         cfg = json_loadb(cfg_text, cfg_len, JSON_DECODE_INT_AS_REAL, &je);
         if (!cfg || !json_is_object(cfg)) {
-            rc = s_FAIL(&c, TR_EPROTO, "tokenizer_config.json: not a valid JSON object: %s (line %d)",
+            rc = s_FAIL(&c, TR_EPROTO,
+                        "tokenizer_config.json: not a valid JSON object: %s (line %d)",
                         cfg ? "" : je.text, cfg ? 0 : je.line);
             goto fail;
         }
@@ -663,10 +670,12 @@ static tr_tokenizer_t *s_load(const char *what, const char *json, size_t len, co
     } else {
         s_dec_state_t ds = {0};
         if ((rc = s_load_decoder(&c, dec, &ds))) goto fail;
-        if (c.tok->dec.bytelevel && (c.tok->dec.byte_fallback || c.tok->dec.metaspace ||
-                                     c.tok->dec.n_replace)) {
-            rc = s_FAIL(&c, TR_EINVAL, "%s: ByteLevel decoder combined with other decoders is not "
-                        "supported", what);
+        if (c.tok->dec.bytelevel &&
+            (c.tok->dec.byte_fallback || c.tok->dec.metaspace || c.tok->dec.n_replace)) {
+            rc = s_FAIL(&c, TR_EINVAL,
+                        "%s: ByteLevel decoder combined with other decoders is not "
+                        "supported",
+                        what);
             goto fail;
         }
     }

@@ -16,8 +16,8 @@
 #include "models/tokenizer_impl.h"
 #include "runtime/status.h"
 
-tr_tokenizer_t *tr_tokenizer_new_llama2c(const char *path, int32_t n_vocab, int *status,
-                                         char *err, size_t err_size) {
+tr_tokenizer_t *tr_tokenizer_new_llama2c(const char *path, int32_t n_vocab, int *status, char *err,
+                                         size_t err_size) {
     int rc = TR_ENOMEM;
     tr_tokenizer_t *tok = NULL;
     char *piece = NULL;
@@ -30,8 +30,10 @@ tr_tokenizer_t *tr_tokenizer_new_llama2c(const char *path, int32_t n_vocab, int 
     }
     int32_t max_len;
     if (fread(&max_len, 4, 1, f) != 1 || max_len <= 0 || max_len > (1 << 20)) {
-        rc = tr_tok_impl_fail(err, err_size, TR_EPROTO, "%s: not a llama2.c tokenizer (bad "
-                              "max_token_length)", path);
+        rc = tr_tok_impl_fail(err, err_size, TR_EPROTO,
+                              "%s: not a llama2.c tokenizer (bad "
+                              "max_token_length)",
+                              path);
         goto fail;
     }
     if (n_vocab < 0) {
@@ -65,7 +67,9 @@ tr_tokenizer_t *tr_tokenizer_new_llama2c(const char *path, int32_t n_vocab, int 
                                   path, i);
             goto fail;
         }
-        unsigned attr = i == 0 ? TR_TOK_ATTR_UNKNOWN : i <= 2 ? TR_TOK_ATTR_CONTROL : TR_TOK_ATTR_NORMAL;
+        unsigned attr = i == 0   ? TR_TOK_ATTR_UNKNOWN
+                        : i <= 2 ? TR_TOK_ATTR_CONTROL
+                                 : TR_TOK_ATTR_NORMAL;
         if (tr_tok_impl_set_piece(tok, i, piece, (size_t)len, score, attr)) goto nomem;
         tok->pieces[i].special = i <= 2;
     }
@@ -84,14 +88,16 @@ tr_tokenizer_t *tr_tokenizer_new_llama2c(const char *path, int32_t n_vocab, int 
     tok->bos = 1;
     tok->eos = 2;
     tok->prefix_ids[tok->n_prefix++] = 1;
-    if (tr_tok_impl_add_norm(tok, TR_TOK_NORM_PREPEND, " ", 1, NULL, 0)) goto nomem; /* dummy prefix */
+    if (tr_tok_impl_add_norm(tok, TR_TOK_NORM_PREPEND, " ", 1, NULL, 0))
+        goto nomem; /* dummy prefix */
     tok->dec.lossy_bytes = true;
     tok->dec.strip_after_bos = true;
     snprintf(tok->kind, sizeof tok->kind, "llama2c/spm");
     if ((rc = tr_tok_impl_finish(tok, err, err_size))) goto fail;
     /* run.c: byte b is token b + 3 whatever its text */
     if (tok->n_vocab >= 259)
-        for (int b = 0; b < 256; b++) tok->byte_ids[b] = b + 3;
+        for (int b = 0; b < 256; b++)
+            tok->byte_ids[b] = b + 3;
     if (status) *status = TR_OK;
     return tok;
 nomem:

@@ -113,17 +113,15 @@ static void s_test_vocab_file(const s_vocab_case_t *vc) {
         const tr_gguf_kv_t *tt = NULL;
         int64_t t1 = -1;
         rc = tr_gguf_get_arr(g, "tokenizer.ggml.token_type", TR_GGUF_TYPE_INT32, &tt);
-        ok(rc == TR_OK && tt->arr_n == vc->n_tokens && !tr_gguf_arr_get_i64(tt, 1, &t1) &&
-           t1 == 3, "%s: int32 token types, <s> is CONTROL (3) (got %lld)", vc->file,
-           (long long)t1);
+        ok(rc == TR_OK && tt->arr_n == vc->n_tokens && !tr_gguf_arr_get_i64(tt, 1, &t1) && t1 == 3,
+           "%s: int32 token types, <s> is CONTROL (3) (got %lld)", vc->file, (long long)t1);
     }
     uint32_t u = 0;
     rc = tr_gguf_get_u32(g, "tokenizer.ggml.bos_token_id", &u);
     ok(rc == TR_OK && u == vc->bos, "%s: bos %u (got %u)", vc->file, vc->bos, u);
     rc = tr_gguf_get_u32(g, "tokenizer.ggml.eos_token_id", &u);
     ok(rc == TR_OK && u == vc->eos, "%s: eos %u (got %u)", vc->file, vc->eos, u);
-    ok(tr_gguf_get_u32(g, "no.such.key", &u) == TR_ENOENT, "%s: missing key -> ENOENT",
-       vc->file);
+    ok(tr_gguf_get_u32(g, "no.such.key", &u) == TR_ENOENT, "%s: missing key -> ENOENT", vc->file);
     ok(tr_gguf_get_u32(g, "general.architecture", &u) == TR_EINVAL,
        "%s: string read as u32 -> EINVAL", vc->file);
     ok(tr_gguf_get_str(g, "tokenizer.ggml.bos_token_id", &s) == TR_EINVAL,
@@ -155,8 +153,12 @@ static void s_put(s_buf_t *b, const void *src, size_t n) {
     memcpy(b->p + b->n, src, n);
     b->n += n;
 }
-static void s_u32(s_buf_t *b, uint32_t x) { s_put(b, &x, 4); }
-static void s_u64(s_buf_t *b, uint64_t x) { s_put(b, &x, 8); }
+static void s_u32(s_buf_t *b, uint32_t x) {
+    s_put(b, &x, 4);
+}
+static void s_u64(s_buf_t *b, uint64_t x) {
+    s_put(b, &x, 8);
+}
 static void s_str(s_buf_t *b, const char *s) {
     s_u64(b, strlen(s));
     s_put(b, s, strlen(s));
@@ -219,7 +221,8 @@ static s_buf_t s_build(s_layout_t *L) {
     s_u32(&b, TR_GGUF_TYPE_INT32);
     L->arr_count = b.n;
     s_u64(&b, 3);
-    for (int32_t i = -1; i < 2; i++) s_u32(&b, (uint32_t)(i * 100));
+    for (int32_t i = -1; i < 2; i++)
+        s_u32(&b, (uint32_t)(i * 100));
     s_key(&b, "t.arr_f32", TR_GGUF_TYPE_ARRAY);
     s_u32(&b, TR_GGUF_TYPE_FLOAT32);
     s_u64(&b, 2);
@@ -273,10 +276,12 @@ static s_buf_t s_build(s_layout_t *L) {
     s_u64(&b, 2);
     s_u32(&b, TR_GGML_TYPE_BF16);
     s_u64(&b, 256);
-    while (b.n % s_ALIGN) s_put(&b, "\0", 1);
+    while (b.n % s_ALIGN)
+        s_put(&b, "\0", 1);
     L->data = b.n;
     uint8_t data[256 + 16];
-    for (size_t i = 0; i < sizeof data; i++) data[i] = (uint8_t)(i * 7 + 1);
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 7 + 1);
     s_put(&b, data, sizeof data);
     return b;
 }
@@ -326,18 +331,21 @@ static void s_test_built(void) {
         int64_t x0 = 0, x2 = 0;
         double dx = 0;
         ok(!tr_gguf_arr_get_i64(a, 0, &x0) && !tr_gguf_arr_get_i64(a, 2, &x2) && x0 == -100 &&
-           x2 == 100 && !tr_gguf_arr_get_f64(a, 1, &dx) && dx == 0,
+               x2 == 100 && !tr_gguf_arr_get_f64(a, 1, &dx) && dx == 0,
            "built: unaligned int32 array elements read back");
     }
     ok(tr_gguf_get_arr(g, "t.arr_i32", TR_GGUF_TYPE_FLOAT32, &a) == TR_EINVAL,
        "built: element type mismatch -> EINVAL");
     ok(!tr_gguf_get_arr(g, "t.arr_f32", -1, &a) && a->arr_type == TR_GGUF_TYPE_FLOAT32 &&
-       !tr_gguf_arr_get_f64(a, 1, &d) && d == -8.0, "built: float32 array");
+           !tr_gguf_arr_get_f64(a, 1, &d) && d == -8.0,
+       "built: float32 array");
     ok(!tr_gguf_get_arr(g, "t.arr_str", TR_GGUF_TYPE_STRING, &a) && a->arr_n == 3 &&
-       tr_gguf_str_eq(a->arr_str[0], "a") && a->arr_str[1].len == 0 &&
-       tr_gguf_str_eq(a->arr_str[2], "\xe2\x96\x81z"), "built: string array incl. empty string");
+           tr_gguf_str_eq(a->arr_str[0], "a") && a->arr_str[1].len == 0 &&
+           tr_gguf_str_eq(a->arr_str[2], "\xe2\x96\x81z"),
+       "built: string array incl. empty string");
     ok(!tr_gguf_get_arr(g, "t.arr_nested", TR_GGUF_TYPE_ARRAY, &a) && a->arr_n == 2 &&
-       tr_gguf_arr_get_i64(a, 0, &i64) == TR_EINVAL, "built: nested array is skipped, no access");
+           tr_gguf_arr_get_i64(a, 0, &i64) == TR_EINVAL,
+       "built: nested array is skipped, no access");
 
     static const struct {
         const char *name;
@@ -474,8 +482,7 @@ static void s_test_built(void) {
         tr_gguf_destroy(&g);
         free(copy);
     }
-    ok(no_msg == 0, "fuzz: 3000 flipped copies: %d parsed, %d refused with a message", n_ok,
-       n_err);
+    ok(no_msg == 0, "fuzz: 3000 flipped copies: %d parsed, %d refused with a message", n_ok, n_err);
     free(b.p);
 }
 
@@ -512,13 +519,16 @@ static void s_test_vocab_damage(void) {
 
 static void s_test_tables(void) {
     ok(tr_ggml_type_block_bytes(TR_GGML_TYPE_Q8_0) == 34 &&
-       tr_ggml_type_block_size(TR_GGML_TYPE_Q8_0) == 32, "q8_0: 32 per 34-byte block");
+           tr_ggml_type_block_size(TR_GGML_TYPE_Q8_0) == 32,
+       "q8_0: 32 per 34-byte block");
     ok(tr_ggml_type_block_bytes(TR_GGML_TYPE_BF16) == 2 && tr_ggml_type_block_bytes(0) == 4 &&
-       tr_ggml_type_block_bytes(1) == 2, "f32/f16/bf16 element sizes");
+           tr_ggml_type_block_bytes(1) == 2,
+       "f32/f16/bf16 element sizes");
     ok(tr_ggml_type_block_bytes(TR_GGML_TYPE_Q4_K) == 144 &&
-       tr_ggml_type_block_bytes(TR_GGML_TYPE_Q6_K) == 210, "k-quant block bytes");
+           tr_ggml_type_block_bytes(TR_GGML_TYPE_Q6_K) == 210,
+       "k-quant block bytes");
     ok(tr_ggml_type_block_bytes(4) == 0 && tr_ggml_type_block_bytes(-1) == 0 &&
-       tr_ggml_type_block_bytes(1000) == 0 && !strcmp(tr_ggml_type_name(4), "?"),
+           tr_ggml_type_block_bytes(1000) == 0 && !strcmp(tr_ggml_type_name(4), "?"),
        "retired/unknown types have no size");
     ok(!strcmp(tr_gguf_type_name(TR_GGUF_TYPE_ARRAY), "array"), "value type names");
 }
@@ -528,7 +538,8 @@ int main(void) {
     const char *root = getenv("TROUPE_ROOT");
     snprintf(s_data_dir, sizeof s_data_dir, "%s/tests/data/tokenizers", root ? root : ".");
     s_test_tables();
-    for (size_t i = 0; i < TR_ARRAY_LEN(s_vocab_cases); i++) s_test_vocab_file(&s_vocab_cases[i]);
+    for (size_t i = 0; i < TR_ARRAY_LEN(s_vocab_cases); i++)
+        s_test_vocab_file(&s_vocab_cases[i]);
     s_test_built();
     s_test_vocab_damage();
     return done_testing();

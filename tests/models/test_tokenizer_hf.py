@@ -1,9 +1,11 @@
 """troupe's tokenizer against HuggingFace `tokenizers` (and transformers) on hard strings.
 
 For every tokenizer.json in tests/data/tokenizers (plus variants of them that swap in the
-pre-tokenizers of Llama-3, Qwen2, GPT-2 with add_prefix_space, and the Metaspace format of
-newer Llama/Mistral files, so those code paths meet the reference too), each string of
-tests/data/tokenizers/hard_strings.json is encoded and decoded by HF `tokenizers` and by
+pre-tokenizers of Llama-3, Qwen2 (with its NFC normalizer), GPT-2 with add_prefix_space, NFD
+and NFKC normalizers, and the Metaspace format of newer Llama/Mistral files, so those code
+paths meet the reference too), each string of
+tests/data/tokenizers/hard_strings.json (and 150 seeded random concatenations of awkward
+pieces) is encoded and decoded by HF `tokenizers` and by
 troupe (through build/tests/models/tok_cli). Exact equality is required for
   - ids with add_special_tokens=True and False (special tokens in the text are parsed),
   - decode of HF's ids with skip_special_tokens False and True,
@@ -51,6 +53,21 @@ def split_bytelevel(regex, ignore_merges):
     return f
 
 
+def qwen2_like(t):
+    # Qwen2/Qwen2.5 tokenizer.json: NFC normalizer, the Qwen2 Split regex, ByteLevel.
+    split_bytelevel(QWEN2_RE, False)(t)
+    t['normalizer'] = {'type': 'NFC'}
+
+
+def nfkc_spm(t):
+    t['normalizer'] = {'type': 'Sequence', 'normalizers': [
+        {'type': 'NFKC'}, t['normalizer']]}
+
+
+def nfd_bytelevel(t):
+    t['normalizer'] = {'type': 'NFD'}
+
+
 def gpt2_prefix_space(t):
     t['pre_tokenizer'] = {'type': 'ByteLevel', 'add_prefix_space': True, 'trim_offsets': True,
                           'use_regex': True}
@@ -81,6 +98,9 @@ CASES = [
     ('smollm+llama3-pre', 'smollm-135m', split_bytelevel(LLAMA3_RE, True)),
     ('smollm+qwen2-pre', 'smollm-135m', split_bytelevel(QWEN2_RE, False)),
     ('smollm+gpt2-prefix-space', 'smollm-135m', gpt2_prefix_space),
+    ('smollm+qwen2-nfc', 'smollm-135m', qwen2_like),
+    ('smollm+nfd', 'smollm-135m', nfd_bytelevel),
+    ('tinyllama+nfkc', 'tinyllama-1.1b-chat-v1.0', nfkc_spm),
     ('tinyllama+metaspace-first', 'tinyllama-1.1b-chat-v1.0', metaspace_legacy_false),
     ('mistral+metaspace-split', 'minueza-32m-ultrachat', metaspace_split),
 ]
@@ -124,6 +144,20 @@ def random_sequences(tok, n_vocab, rng, n=60):
     return seqs
 
 
+PIECES = [' ', '  ', '\t', '\n', '\r\n', 'a', 'e', 'the', 'The', ' of', "'s", "'T", 'ing',
+          '1', '23', '456', '.', ',', '!', '?', '...', '-', '_', '(', ')', '"', '<', '>', '|',
+          '<s>', '</s>', '<|', '|>', '<|endoftext|>', '<|im_start|>', '\u2581', '\u0120',
+          '\u00e9', 'e\u0301', '\u0308', '\u00a0', '\u3000', '\u4e2d', '\u6587', '\u65e5',
+          '\uac00', '\u1100\u1161', '\u0627\u0644', '\u05d0', '\u0e01', '\u0915\u094d',
+          '\U0001f600', '\U0001f44d\U0001f3fd', '\u200d', '\ufe0f', '\U0001f1eb\U0001f1f7',
+          '\u2126', '\ufb01', '\u00bd', '\u0660', '\u00b5', '\x00', '\x7f', '\ue000']
+
+
+def random_texts(rng, n=150):
+    """Random concatenations of awkward pieces: a fuzz corpus with HF as the oracle."""
+    return [''.join(rng.choice(PIECES) for _ in range(rng.randint(1, 40))) for _ in range(n)]
+
+
 def check_case(name, folder, variant, corpus):
     src = os.path.join(DATA, folder)
     tmpdir = None
@@ -137,6 +171,7 @@ def check_case(name, folder, variant, corpus):
     else:
         path = src
     json_path = path if path.endswith('.json') else os.path.join(path, 'tokenizer.json')
+    corpus = corpus + random_texts(random.Random(len(name)))
     hf = Tokenizer.from_file(json_path)
     hf.no_padding()
     hf.no_truncation()
@@ -160,7 +195,7 @@ def check_case(name, folder, variant, corpus):
     got_dec = [d['text'] for d in res['decode']]
     got_dec_skip = [d['text_skip'] for d in res['decode']]
     i = first_mismatch(name + ' encode', corpus, ids_sp, got_sp)
-    ok(i < 0, '%s: ids with special tokens match HF on %d strings' % (name, len(corpus)))
+    ok(i < 0, '%s: ids with special tokens match HF on %d strings (150 random)' % (name, len(corpus)))
     i = first_mismatch(name + ' encode', corpus, ids_nosp, got_nosp)
     ok(i < 0, '%s: ids without added special tokens match HF' % name)
     i = first_mismatch(name + ' decode', dec_labels, want_dec, got_dec)

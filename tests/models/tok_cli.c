@@ -34,7 +34,8 @@ static bool s_valid_utf8(const char *s, size_t n) {
 
 static json_t *s_ids_json(const tr_tok_ids_t *v) {
     json_t *a = json_array();
-    for (size_t i = 0; i < v->n; i++) json_array_append_new(a, json_integer(v->ids[i]));
+    for (size_t i = 0; i < v->n; i++)
+        json_array_append_new(a, json_integer(v->ids[i]));
     return a;
 }
 
@@ -84,7 +85,8 @@ int main(int argc, char **argv) {
     json_array_foreach(json_object_get(req, "decode"), i, v) {
         size_t n = json_array_size(v);
         int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
-        for (size_t k = 0; k < n; k++) ids[k] = (int32_t)json_integer_value(json_array_get(v, k));
+        for (size_t k = 0; k < n; k++)
+            ids[k] = (int32_t)json_integer_value(json_array_get(v, k));
         json_t *o = json_object();
         for (int skip = 0; skip < 2; skip++) {
             tr_tok_text_t t;
@@ -104,7 +106,8 @@ int main(int argc, char **argv) {
                     chunk.len = 0;
                     int r = k < n ? tr_tok_stream_push(st, ids[k], &chunk)
                                   : tr_tok_stream_flush(st, &chunk);
-                    if (r) problem = "stream error";
+                    if (r)
+                        problem = "stream error";
                     else if (!s_valid_utf8(chunk.data ? chunk.data : "", chunk.len)) {
                         snprintf(msg, sizeof msg, "chunk after id #%zu is not valid UTF-8", k);
                         problem = msg;
