@@ -68,6 +68,7 @@ void tr_rope_inv_freq(const tr_rope_t *rope, int32_t head_dim, float *inv_freq) 
                 f = (float)((1.0 - smooth) * f / rope->factor + smooth * f);
             }
         }
+        if (rope->freq_factors) f = f / rope->freq_factors[i];
         inv_freq[i] = f;
     }
 }
