@@ -52,71 +52,91 @@ static int s_view(const tr_gguf_tensor_t *t, tr_tensor_view_t *out, char *err, s
     return TR_OK;
 }
 
+static const struct {
+    const char *hf, *gguf;
+} s_fixed[] = {
+    {"model.embed_tokens.weight", "token_embd.weight"},
+    {"lm_head.weight", "output.weight"},
+    {"model.norm.weight", "output_norm.weight"},
+    {"rope.freq_factors", "rope_freqs.weight"},
+}, s_layer[] = {
+    {"input_layernorm.weight", "attn_norm.weight"},
+    {"post_attention_layernorm.weight", "ffn_norm.weight"},
+    {"self_attn.q_proj.weight", "attn_q.weight"},
+    {"self_attn.k_proj.weight", "attn_k.weight"},
+    {"self_attn.v_proj.weight", "attn_v.weight"},
+    {"self_attn.o_proj.weight", "attn_output.weight"},
+    {"self_attn.q_proj.bias", "attn_q.bias"},
+    {"self_attn.k_proj.bias", "attn_k.bias"},
+    {"self_attn.v_proj.bias", "attn_v.bias"},
+    {"self_attn.o_proj.bias", "attn_output.bias"},
+    {"self_attn.q_norm.weight", "attn_q_norm.weight"},
+    {"self_attn.k_norm.weight", "attn_k_norm.weight"},
+    {"mlp.gate_proj.weight", "ffn_gate.weight"},
+    {"mlp.up_proj.weight", "ffn_up.weight"},
+    {"mlp.down_proj.weight", "ffn_down.weight"},
+    {"mlp.gate.weight", "ffn_gate_inp.weight"},
+    {"mlp.shared_expert.gate_proj.weight", "ffn_gate_shexp.weight"},
+    {"mlp.shared_expert.up_proj.weight", "ffn_up_shexp.weight"},
+    {"mlp.shared_expert.down_proj.weight", "ffn_down_shexp.weight"},
+    {"mlp.shared_expert_gate.weight", "ffn_gate_inp_shexp.weight"},
+};
+
+/* canonical name -> GGUF name; *expert >= 0 for a slice of a stacked expert tensor */
+static bool s_map(const char *name, char *out, size_t n, int *expert) {
+    int l, e, used = 0;
+    char rest[96], proj[16];
+    *expert = -1;
+    for (size_t i = 0; i < TR_ARRAY_LEN(s_fixed); i++)
+        if (strcmp(name, s_fixed[i].hf) == 0) {
+            snprintf(out, n, "%s", s_fixed[i].gguf);
+            return true;
+        }
+    if (sscanf(name, "model.layers.%d.mlp.experts.%d.%15[a-z]_proj.weight%n", &l, &e, proj,
+               &used) == 3 && name[used] == 0) {
+        snprintf(out, n, "blk.%d.ffn_%s_exps.weight", l, proj);
+        *expert = e;
+        return true;
+    }
+    if (sscanf(name, "model.layers.%d.%95s", &l, rest) == 2)
+        for (size_t i = 0; i < TR_ARRAY_LEN(s_layer); i++)
+            if (strcmp(rest, s_layer[i].hf) == 0) {
+                snprintf(out, n, "blk.%d.%s", l, s_layer[i].gguf);
+                return true;
+            }
+    return false;
+}
+
+static const char *s_file_name(void *ctx, const char *name, char *buf, size_t n) {
+    int e;
+    if (!s_map(name, buf, n, &e)) return name;
+    if (e >= 0) {
+        size_t len = strlen(buf);
+        snprintf(buf + len, n - len, " (expert %d)", e);
+    }
+    return buf;
+}
+
 static int s_find(void *ctx, const char *name, tr_tensor_view_t *out, char *err,
                   size_t err_size) {
     s_gguf_src_t *s = ctx;
-    static const struct {
-        const char *hf, *gguf;
-    } fixed[] = {
-        {"model.embed_tokens.weight", "token_embd.weight"},
-        {"lm_head.weight", "output.weight"},
-        {"model.norm.weight", "output_norm.weight"},
-        {"rope.freq_factors", "rope_freqs.weight"},
-    }, layer[] = {
-        {"input_layernorm.weight", "attn_norm.weight"},
-        {"post_attention_layernorm.weight", "ffn_norm.weight"},
-        {"self_attn.q_proj.weight", "attn_q.weight"},
-        {"self_attn.k_proj.weight", "attn_k.weight"},
-        {"self_attn.v_proj.weight", "attn_v.weight"},
-        {"self_attn.o_proj.weight", "attn_output.weight"},
-        {"self_attn.q_proj.bias", "attn_q.bias"},
-        {"self_attn.k_proj.bias", "attn_k.bias"},
-        {"self_attn.v_proj.bias", "attn_v.bias"},
-        {"self_attn.o_proj.bias", "attn_output.bias"},
-        {"self_attn.q_norm.weight", "attn_q_norm.weight"},
-        {"self_attn.k_norm.weight", "attn_k_norm.weight"},
-        {"mlp.gate_proj.weight", "ffn_gate.weight"},
-        {"mlp.up_proj.weight", "ffn_up.weight"},
-        {"mlp.down_proj.weight", "ffn_down.weight"},
-        {"mlp.gate.weight", "ffn_gate_inp.weight"},
-        {"mlp.shared_expert.gate_proj.weight", "ffn_gate_shexp.weight"},
-        {"mlp.shared_expert.up_proj.weight", "ffn_up_shexp.weight"},
-        {"mlp.shared_expert.down_proj.weight", "ffn_down_shexp.weight"},
-        {"mlp.shared_expert_gate.weight", "ffn_gate_inp_shexp.weight"},
-    };
     char gname[128];
-    const tr_gguf_tensor_t *t = NULL;
-    for (size_t i = 0; i < TR_ARRAY_LEN(fixed); i++)
-        if (strcmp(name, fixed[i].hf) == 0) t = tr_gguf_find_tensor(s->g, fixed[i].gguf);
-    int l, e, used = 0;
-    char rest[96], proj[16];
-    if (!t && sscanf(name, "model.layers.%d.mlp.experts.%d.%15[a-z]_proj.weight%n", &l, &e, proj,
-                     &used) == 3 && name[used] == 0) {
-        snprintf(gname, sizeof(gname), "blk.%d.ffn_%s_exps.weight", l, proj);
-        t = tr_gguf_find_tensor(s->g, gname);
-        if (!t) return TR_ENOENT;
-        if (t->n_dims != 3 || e >= t->ne[2])
-            return FAIL(TR_EPROTO, "%s is not a stack of at least %d experts", gname, e + 1);
-        int rc = s_view(t, out, err, err_size);
-        if (rc) return rc;
-        /* expert e of (E, rows, cols) */
-        size_t row_bytes = tr_dtype_row_bytes(out->dtype, t->ne[0]);
-        if (!row_bytes) return FAIL(TR_EPROTO, "%s: bad row length %lld", gname, (long long)t->ne[0]);
-        out->data = (const char *)t->data + (size_t)e * (size_t)t->ne[1] * row_bytes;
-        out->n_dims = 2;
-        out->shape[0] = t->ne[1];
-        out->shape[1] = t->ne[0];
-        return TR_OK;
-    }
-    if (!t && sscanf(name, "model.layers.%d.%95s", &l, rest) == 2) {
-        for (size_t i = 0; i < TR_ARRAY_LEN(layer); i++)
-            if (strcmp(rest, layer[i].hf) == 0) {
-                snprintf(gname, sizeof(gname), "blk.%d.%s", l, layer[i].gguf);
-                t = tr_gguf_find_tensor(s->g, gname);
-            }
-    }
+    int e;
+    if (!s_map(name, gname, sizeof(gname), &e)) return TR_ENOENT;
+    const tr_gguf_tensor_t *t = tr_gguf_find_tensor(s->g, gname);
     if (!t) return TR_ENOENT;
-    return s_view(t, out, err, err_size);
+    int rc = s_view(t, out, err, err_size);
+    if (rc || e < 0) return rc;
+    /* expert e of a stacked (E, rows, cols) tensor */
+    if (t->n_dims != 3 || e >= t->ne[2])
+        return FAIL(TR_EPROTO, "%s is not a stack of at least %d experts", gname, e + 1);
+    size_t row_bytes = tr_dtype_row_bytes(out->dtype, t->ne[0]);
+    if (!row_bytes) return FAIL(TR_EPROTO, "%s: bad row length %lld", gname, (long long)t->ne[0]);
+    out->data = (const char *)t->data + (size_t)e * (size_t)t->ne[1] * row_bytes;
+    out->n_dims = 2;
+    out->shape[0] = t->ne[1];
+    out->shape[1] = t->ne[0];
+    return TR_OK;
 }
 
 /* ---- metadata ---- */
@@ -244,7 +264,7 @@ int tr_model_load_gguf(tr_model_t **out, const char *path, tr_ops_t *ops,
     tr_model_config_t cfg;
     rc = s_config(s->g, path, &cfg, err, err_size);
     if (rc == TR_OK) {
-        tr_weight_source_t src = {s, s->path, s_find};
+        tr_weight_source_t src = {s, s->path, s_find, s_file_name};
         rc = tr_model_build(out, &cfg, &src, ops, opts, err, err_size);
         if (rc == TR_OK && tr_model_on_destroy(*out, s_free, s) == TR_OK) return TR_OK;
         if (rc == TR_OK) {

@@ -172,6 +172,11 @@ static bool s_mixtral_name(const char *name, char *out, size_t n) {
     return false;
 }
 
+static const char *s_hf_file_name(void *ctx, const char *name, char *buf, size_t n) {
+    s_hf_src_t *src = ctx;
+    return src->arch == TR_ARCH_MIXTRAL && s_mixtral_name(name, buf, n) ? buf : name;
+}
+
 static int s_hf_find(void *ctx, const char *name, tr_tensor_view_t *out, char *err,
                      size_t err_size) {
     s_hf_src_t *src = ctx;
@@ -212,7 +217,7 @@ int tr_model_load_hf(tr_model_t **out, const char *dir, tr_ops_t *ops,
         return FAIL(TR_ENOMEM, "out of memory");
     }
     *ctx = (s_hf_src_t){st, cfg.arch};
-    tr_weight_source_t src = {ctx, "safetensors", s_hf_find};
+    tr_weight_source_t src = {ctx, dir, s_hf_find, s_hf_file_name};
     rc = tr_model_build(out, &cfg, &src, ops, opts, err, err_size);
     if (rc == TR_OK && tr_model_on_destroy(*out, s_src_free, ctx) == TR_OK) return TR_OK;
     if (rc == TR_OK) {

@@ -188,7 +188,7 @@ int tr_model_load_llama2c(tr_model_t **out, const char *path, tr_ops_t *ops,
     cfg.tie_embeddings = shared;
     cfg.bos_id = 1;
     cfg.eos_id = 2;
-    tr_weight_source_t src = {f, path, s_find};
+    tr_weight_source_t src = {f, path, s_find, NULL};
     rc = tr_model_build(out, &cfg, &src, ops, opts, err, err_size);
     if (rc == TR_OK && tr_model_on_destroy(*out, s_free, f) == TR_OK) return TR_OK;
     if (rc == TR_OK) {

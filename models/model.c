@@ -254,11 +254,17 @@ static int s_check_config(const tr_model_config_t *c, char *err, size_t err_size
 
 /* ---- binding weights ---- */
 
+/* The tensor's name as its file spells it (GGUF's blk.0.attn_q.weight), for messages. */
+static const char *s_shown(const tr_weight_source_t *src, const char *name, char *buf, size_t n) {
+    return src->file_name ? src->file_name(src->ctx, name, buf, n) : name;
+}
+
 static int s_find(const tr_weight_source_t *src, const char *name, tr_tensor_view_t *v,
                   bool required, char *err, size_t err_size) {
-    char why[256] = "";
+    char why[256] = "", shown[160];
     int rc = src->find(src->ctx, name, v, why, sizeof(why));
     if (rc == TR_ENOENT && !required) return TR_ENOENT;
+    name = s_shown(src, name, shown, sizeof(shown));
     if (rc == TR_ENOENT) return FAIL(TR_ENOENT, "%s: missing tensor %s", src->what, name);
     if (rc) return FAIL(rc, "%s: tensor %s: %s", src->what, name, why[0] ? why : tr_strerror(rc));
     return TR_OK;
@@ -283,6 +289,8 @@ static int s_bind_mat(tr_model_t *m, const tr_weight_source_t *src, const char *
     tr_tensor_view_t v;
     int rc = s_find(src, name, &v, true, err, err_size);
     if (rc) return rc;
+    char shown[160];
+    name = s_shown(src, name, shown, sizeof(shown));
     bool ok = (v.n_dims == 2 && v.shape[0] == rows && v.shape[1] == cols) ||
               (v.n_dims == 1 && rows == 1 && v.shape[0] == cols);
     if (!ok) {
@@ -331,6 +339,8 @@ static int s_bind_vec(tr_model_t *m, const tr_weight_source_t *src, const char *
     tr_tensor_view_t v;
     int rc = s_find(src, name, &v, true, err, err_size);
     if (rc) return rc;
+    char shown[160];
+    name = s_shown(src, name, shown, sizeof(shown));
     if (s_numel(&v) != n || v.n_dims > 2 || (v.n_dims == 2 && v.shape[0] != 1)) {
         char got[96];
         s_shape_str(&v, got, sizeof(got));
@@ -437,8 +447,16 @@ int tr_model_build(tr_model_t **out, const tr_model_config_t *cfg,
      * keeps only lm_head.weight) */
     tr_tensor_view_t v;
     const char *emb_name = "model.embed_tokens.weight";
-    if (cfg->tie_embeddings && s_find(src, emb_name, &v, false, err, err_size) == TR_ENOENT)
+    if (cfg->tie_embeddings && s_find(src, emb_name, &v, false, err, err_size) == TR_ENOENT) {
         emb_name = "lm_head.weight";
+        if (s_find(src, emb_name, &v, false, err, err_size) == TR_ENOENT) {
+            char a[160], b[160];
+            rc = FAIL(TR_ENOENT, "%s: missing tensor %s (or %s: the embeddings are tied)",
+                      src->what, s_shown(src, "model.embed_tokens.weight", a, sizeof(a)),
+                      s_shown(src, "lm_head.weight", b, sizeof(b)));
+            goto fail;
+        }
+    }
     if ((rc = s_bind_mat(m, src, emb_name, V, dim, &m->embed, err, err_size))) goto fail;
     if (cfg->tie_embeddings)
         m->lm_head = m->embed;

@@ -37,6 +37,8 @@ typedef struct {
     const char *what;             /* for messages: "model.safetensors", "x.gguf", ... */
     /* TR_OK and *out, TR_ENOENT when absent, another status (with err) when unusable. */
     int (*find)(void *ctx, const char *name, tr_tensor_view_t *out, char *err, size_t n);
+    /* Optional: the tensor's name as the file spells it, for messages (buf, n bytes). */
+    const char *(*file_name)(void *ctx, const char *name, char *buf, size_t n);
 } tr_weight_source_t;
 
 /* Builds a model from a config and a source. */
