@@ -95,6 +95,10 @@ typedef struct {
 } tr_matmul_params_t;
 
 int tr_ops_matmul(tr_ops_t *ops, const tr_matmul_params_t *p);
+/* n independent matmuls as one operation (no output may alias another's input): q, k and v,
+ * or gate and up, of a decode step cost the CPU backend one wake-up of its pool, not three.
+ * Backends without a batched form run them in order. */
+int tr_ops_matmul_batch(tr_ops_t *ops, const tr_matmul_params_t *p, int32_t n);
 
 /* ---- normalisation, activations, elementwise ---- */
 

@@ -609,10 +609,15 @@ static int s_scratch_reserve(tr_model_t *m, int32_t T, int32_t B, int32_t n_tabl
         if (rc_) return rc_;                                                               \
     } while (0)
 
+static tr_matmul_params_t s_mm(float *y, const float *x, const s_mat_t *w, const float *bias,
+                               int32_t M, int accumulate) {
+    return (tr_matmul_params_t){.y = y, .x = x, .w = w->data, .w_dtype = w->dtype, .bias = bias,
+                                .M = M, .N = w->rows, .K = w->cols, .accumulate = accumulate};
+}
+
 static int s_matmul(tr_ops_t *o, float *y, const float *x, const s_mat_t *w, const float *bias,
                     int32_t M, int accumulate) {
-    tr_matmul_params_t p = {.y = y, .x = x, .w = w->data, .w_dtype = w->dtype, .bias = bias,
-                            .M = M, .N = w->rows, .K = w->cols, .accumulate = accumulate};
+    tr_matmul_params_t p = s_mm(y, x, w, bias, M, accumulate);
     return tr_ops_matmul(o, &p);
 }
 
@@ -620,8 +625,9 @@ static int s_matmul(tr_ops_t *o, float *y, const float *x, const s_mat_t *w, con
 static int s_mlp(tr_model_t *m, const s_mlp_t *p, float *out, const float *x, int32_t T,
                  int accumulate) {
     tr_ops_t *o = m->ops;
-    TRY(s_matmul(o, m->s.hb, x, &p->gate, NULL, T, 0));
-    TRY(s_matmul(o, m->s.hb2, x, &p->up, NULL, T, 0));
+    tr_matmul_params_t gu[2] = {s_mm(m->s.hb, x, &p->gate, NULL, T, 0),
+                                s_mm(m->s.hb2, x, &p->up, NULL, T, 0)};
+    TRY(tr_ops_matmul_batch(o, gu, 2));
     TRY(tr_ops_swiglu(o, m->s.hb, m->s.hb, m->s.hb2, (int64_t)T * p->gate.rows));
     return s_matmul(o, out, m->s.hb, &p->down, NULL, T, accumulate);
 }
@@ -747,9 +753,10 @@ int tr_model_forward(tr_model_t *m, const tr_kv_cache_t *kv, const tr_batch_t *b
         float *kc = kv->k + l * layer_kv, *vc = kv->v + l * layer_kv;
         /* attention */
         TRY(tr_ops_rmsnorm(o, s->xb, s->x, L->attn_norm, T, dim, c->norm_eps));
-        TRY(s_matmul(o, s->q, s->xb, &L->wq, L->bq, T, 0));
-        TRY(s_matmul(o, s->k, s->xb, &L->wk, L->bk, T, 0));
-        TRY(s_matmul(o, s->v, s->xb, &L->wv, L->bv, T, 0));
+        tr_matmul_params_t qkv[3] = {s_mm(s->q, s->xb, &L->wq, L->bq, T, 0),
+                                     s_mm(s->k, s->xb, &L->wk, L->bk, T, 0),
+                                     s_mm(s->v, s->xb, &L->wv, L->bv, T, 0)};
+        TRY(tr_ops_matmul_batch(o, qkv, 3));
         if (c->qk_norm) {
             TRY(tr_ops_rmsnorm(o, s->q, s->q, L->q_norm, T, qd, c->norm_eps));
             TRY(tr_ops_rmsnorm(o, s->k, s->k, L->k_norm, T, kvd, c->norm_eps));
