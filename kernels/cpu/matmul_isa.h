@@ -78,6 +78,26 @@ V_FN(s_gemv_tile)(const void *row, const float *x, int32_t K, const int MB, floa
 #pragma GCC unroll 4
     for (int i = 0; i < MB; i++) acc[i][0] = acc[i][1] = V_ZERO();
     int32_t k = 0;
+    if (SCALED) {
+        /* two blocks per step on alternate accumulators: the per-block scale FMA is the
+         * loop-carried chain, so two chains halve its latency */
+        for (; k + 64 <= K; k += 64) {
+            vf w0[32 / V_W], w1[32 / V_W];
+            float d0 = dec32(row, k, w0), d1 = dec32(row, k + 32, w1);
+#pragma GCC unroll 4
+            for (int i = 0; i < MB; i++) {
+                const float *xi = x + (size_t)i * K + k;
+                vf b0 = V_MUL(w0[0], V_LOAD(xi)), b1 = V_MUL(w1[0], V_LOAD(xi + 32));
+#pragma GCC unroll 32
+                for (int j = 1; j < 32 / V_W; j++) {
+                    b0 = V_FMA(w0[j], V_LOAD(xi + j * V_W), b0);
+                    b1 = V_FMA(w1[j], V_LOAD(xi + 32 + j * V_W), b1);
+                }
+                acc[i][0] = V_FMA(V_SET1(d0), b0, acc[i][0]);
+                acc[i][1] = V_FMA(V_SET1(d1), b1, acc[i][1]);
+            }
+        }
+    }
     for (; k + 32 <= K; k += 32) {
         vf w[32 / V_W];
         float d = dec32(row, k, w);
