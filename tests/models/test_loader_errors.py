@@ -1,5 +1,8 @@
 """Loaders refuse damaged and unsupported files with a clear reason, and never crash.
 
+(Also: a llama2.c version-1 rewrite of stories260K.bin loads and generates what the v0
+original does, the one check of the version-1 layout.)
+
 Each case writes a damaged copy of a good model (llama2.c stories260K.bin, an HF directory
 with config.json + safetensors, single or sharded, and GGUF files written with the gguf
 package), runs build/tests/models/model_cli on it and expects a non-zero exit (not a signal)
@@ -64,6 +67,27 @@ def main():
         write(p, struct.pack('<Ii', 0x616b3432, 2) + b'\0' * 300)
         expect(p, 'llama2.c version 2', 'version 2 is not supported')
         expect(os.path.join(tmp, 'nope.bin'), 'missing file', 'No such file')
+        # the same model rewritten in llama2.c's version-1 layout generates the same tokens
+        import numpy as np
+        dim, hid, L, nh, nkv, V, seq = struct.unpack('7i', good[:28])
+        hs, kvd = dim // nh, nkv * dim // nh
+        f = np.frombuffer(good[28:], dtype=np.float32)
+        sizes = [('emb', V * dim), ('att', L * dim), ('wq', L * dim * dim), ('wk', L * kvd * dim),
+                 ('wv', L * kvd * dim), ('wo', L * dim * dim), ('ffn', L * dim), ('w1', L * hid * dim),
+                 ('w2', L * dim * hid), ('w3', L * hid * dim), ('final', dim)]
+        t, o = {}, 0
+        for name, n in sizes:
+            t[name] = f[o:o + n]
+            o += n
+        hdr = struct.pack('<Ii7iB', 0x616b3432, 1, dim, hid, L, nh, nkv, V, seq, 1)
+        v1 = hdr + b'\0' * (256 - len(hdr)) + b''.join(t[k].tobytes() for k in (
+            'att', 'ffn', 'final', 'emb', 'wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3'))
+        write(p, v1)
+        gen = lambda path: subprocess.run([CLI, path, '--prompt', '1', '--gen', '40', '--no-logits'],
+                                          stdout=subprocess.PIPE, timeout=60).stdout
+        a, b = gen(os.path.join(DATA, 'stories260K.bin')), gen(p)
+        ok(a and json.loads(a)['seqs'] == json.loads(b)['seqs'],
+           'a version-1 copy of stories260K.bin generates the same 40 tokens')
 
         # ---- HF safetensors ----
         src = os.path.join(DATA, 'tinystories-656k')
