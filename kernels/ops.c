@@ -68,6 +68,7 @@ void tr_rope_inv_freq(const tr_rope_t *rope, int32_t head_dim, float *inv_freq) 
                 f = (float)((1.0 - smooth) * f / rope->factor + smooth * f);
             }
         }
+        if (rope->freq_factors) f = f / rope->freq_factors[i];
         inv_freq[i] = f;
     }
 }
@@ -188,6 +189,23 @@ int tr_ops_matmul(tr_ops_t *ops, const tr_matmul_params_t *p) {
     CHECK(p->K % tr_dtype_block_elems(p->w_dtype) == 0);
     if (p->M == 0) return TR_OK;
     return ops->vt->matmul(ops, p);
+}
+
+int tr_ops_matmul_batch(tr_ops_t *ops, const tr_matmul_params_t *p, int32_t n) {
+    CHECK(VALID(ops) && p && n >= 0);
+    IMPL(ops, matmul);
+    for (int32_t i = 0; i < n; i++) {
+        CHECK(p[i].y && p[i].x && p[i].w);
+        CHECK((unsigned)p[i].w_dtype < TR_DTYPE_COUNT);
+        CHECK(p[i].M >= 0 && p[i].N > 0 && p[i].K > 0);
+        CHECK(p[i].K % tr_dtype_block_elems(p[i].w_dtype) == 0);
+    }
+    if (ops->vt->matmul_batch) return ops->vt->matmul_batch(ops, p, n);
+    for (int32_t i = 0; i < n; i++) {
+        int rc = p[i].M ? ops->vt->matmul(ops, &p[i]) : TR_OK;
+        if (rc) return rc;
+    }
+    return TR_OK;
 }
 
 int tr_ops_rmsnorm(tr_ops_t *ops, float *y, const float *x, const float *w, int32_t T,

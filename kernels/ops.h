@@ -95,6 +95,10 @@ typedef struct {
 } tr_matmul_params_t;
 
 int tr_ops_matmul(tr_ops_t *ops, const tr_matmul_params_t *p);
+/* n independent matmuls as one operation (no output may alias another's input): q, k and v,
+ * or gate and up, of a decode step cost the CPU backend one wake-up of its pool, not three.
+ * Backends without a batched form run them in order. */
+int tr_ops_matmul_batch(tr_ops_t *ops, const tr_matmul_params_t *p, int32_t n);
 
 /* ---- normalisation, activations, elementwise ---- */
 
@@ -141,9 +145,12 @@ typedef struct {
     float low_freq_factor;        /* llama3 */
     float high_freq_factor;       /* llama3 */
     int32_t original_max_pos;     /* llama3: original_max_position_embeddings */
+    const float *freq_factors;    /* borrowed, host, (rot_dim / 2) or NULL: inv_freq[i] is
+                                     divided by it (llama.cpp's rope_freqs tensor) */
 } tr_rope_t;
 
-/* Inverse frequencies of a rope config: inv_freq[i] for i < rot_dim/2 (f32, as HF). */
+/* Inverse frequencies of a rope config: inv_freq[i] for i < rot_dim/2 (f32, as HF), after
+ * scaling and freq_factors. Every backend derives its angles from these. */
 void tr_rope_inv_freq(const tr_rope_t *rope, int32_t head_dim, float *inv_freq);
 
 /* Rotates q (T, Hq, D) and k (T, Hk, D) in place at positions pos (T). k may be NULL. */

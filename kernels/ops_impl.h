@@ -26,6 +26,7 @@ typedef struct tr_ops_vtable {
     void (*release_weights)(tr_ops_t *self, void *dev);
 
     int (*matmul)(tr_ops_t *self, const tr_matmul_params_t *p);
+    int (*matmul_batch)(tr_ops_t *self, const tr_matmul_params_t *p, int32_t n);  /* optional */
     int (*rmsnorm)(tr_ops_t *self, float *y, const float *x, const float *w, int32_t T,
                    int32_t D, float eps);
     int (*swiglu)(tr_ops_t *self, float *y, const float *gate, const float *up, int64_t n);

@@ -8,7 +8,8 @@
  *  Scores: with many rows, the chunk's keys are transposed once into kt (D, CH) and each
  *  row's scores are D broadcast-FMAs over vectors of keys (no horizontal sums); with few
  *  rows (decode), plain dot products. Masking: key position > row position, or outside the
- *  sliding window, scores -inf.                                                     */
+ *  sliding window, scores -inf. A split-K task (decode with few tiles) covers a slice of
+ *  the keys and leaves its unnormalised (o, m, l) for the driver to merge.          */
 
 /* s[r * CH + j] = q_r . k_j for j < nk, four rows at a time for independent FMA chains. */
 static inline TR_TARGET void V_FN(s_scores_kt)(const float *const *qr, int32_t R, int32_t D,
@@ -122,7 +123,11 @@ static TR_TARGET void V_FN(s_attn_task)(void *ctx, int32_t task, int32_t thread)
     memset(o, 0, (size_t)R * D * sizeof(float));
     int32_t jlo = p->sliding_window > 0 ? pos0 - p->sliding_window + 1 : 0;
     jlo = jlo < 0 ? 0 : jlo;
-    const int32_t jhi = pos0 + nq - 1;
+    int32_t jhi = pos0 + nq - 1;
+    if (tile.part >= 0) {   /* split-K: this task sees keys [k0, k1) of the tile's range */
+        jlo = jlo > tile.k0 ? jlo : tile.k0;
+        jhi = jhi < tile.k1 - 1 ? jhi : tile.k1 - 1;
+    }
     const int use_kt = R >= TR_ATTN_KT_MIN_ROWS;
 
     for (int32_t j0 = jlo; j0 <= jhi; j0 += TR_ATTN_CH) {
@@ -167,6 +172,13 @@ static TR_TARGET void V_FN(s_attn_task)(void *ctx, int32_t task, int32_t thread)
             V_FN(s_pv)(o + (size_t)r * D, alpha, sr, vr, nk, D);
             m[r] = mnew;
         }
+    }
+    if (tile.part >= 0) {   /* unnormalised partial: o, then m and l, merged by the driver */
+        float *part = a->parts + (size_t)tile.part * R * (D + 2);
+        memcpy(part, o, (size_t)R * D * sizeof(float));
+        memcpy(part + (size_t)R * D, m, (size_t)R * sizeof(float));
+        memcpy(part + (size_t)R * (D + 1), l, (size_t)R * sizeof(float));
+        return;
     }
     for (int32_t r = 0; r < R; r++) {
         int32_t i = r / G, h = g * G + r % G;

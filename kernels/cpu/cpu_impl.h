@@ -32,6 +32,7 @@ int tr_cpu_reserve(tr_cpu_t *cpu, size_t bytes);
 int tr_cpu_reserve_shared(tr_cpu_t *cpu, size_t bytes);
 
 int tr_cpu_matmul(tr_ops_t *ops, const tr_matmul_params_t *p);
+int tr_cpu_matmul_batch(tr_ops_t *ops, const tr_matmul_params_t *p, int32_t n);
 int tr_cpu_attention(tr_ops_t *ops, const tr_attn_params_t *p);
 int tr_cpu_kv_store(tr_ops_t *ops, float *k_cache, float *v_cache, const float *k,
                     const float *v, const int32_t *slots, int32_t T, int32_t Hk, int32_t D);

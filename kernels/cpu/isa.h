@@ -14,6 +14,7 @@
  *  V_HSUM/HMAX   horizontal sum / max
  *  V_LOAD_BF16 / V_LOAD_F16 / V_LOAD_I8   V_W stored values widened to f32
  *  V_EXP         e^x (polynomial on SIMD ISAs, about 2 ulp; 0 below -87.3)
+ *  V_F16_SCALAR  one f16 to f32 (F16C on SIMD ISAs)
  *  V_MR, V_NRV   GEMM micro-tile: V_MR weight rows times V_NRV vectors of tokens      */
 
 #include <immintrin.h>
@@ -44,6 +45,7 @@
 #undef V_LOAD_F16
 #undef V_LOAD_I8
 #undef V_EXP
+#undef V_F16_SCALAR
 
 #define TR_CAT2(a, b) a##_##b
 #define TR_CAT(a, b) TR_CAT2(a, b)
@@ -72,6 +74,7 @@
 #define V_LOAD_F16(p) tr_f16_to_f32(*(p))
 #define V_LOAD_I8(p) ((float)*(p))
 #define V_EXP(v) expf(v)
+#define V_F16_SCALAR(h) tr_f16_to_f32(h)
 
 #elif TR_ISA == 2 /* ---------------- AVX2 + FMA + F16C ---------------- */
 
@@ -137,6 +140,7 @@ static inline TR_TARGET __m256 s_exp_avx2(__m256 x) {
 }
 
 #define V_HSUM(v) s_hsum_avx2(v)
+#define V_F16_SCALAR(h) _cvtsh_ss(h)
 #define V_HMAX(v) s_hmax_avx2(v)
 #define V_EXP(v) s_exp_avx2(v)
 
@@ -145,7 +149,7 @@ static inline TR_TARGET __m256 s_exp_avx2(__m256 x) {
 #define TR_ISA_NAME avx512
 #define TR_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")))
 #define V_W 16
-#define V_MR 8
+#define V_MR 12
 #define V_NRV 2
 #define vf __m512
 #define V_ZERO() _mm512_setzero_ps()
@@ -185,6 +189,7 @@ static inline TR_TARGET __m512 s_exp_avx512(__m512 x) {
 }
 
 #define V_EXP(v) s_exp_avx512(v)
+#define V_F16_SCALAR(h) _cvtsh_ss(h)
 
 #else
 #error "TR_ISA must be 1 (scalar), 2 (avx2) or 3 (avx512)"

@@ -60,18 +60,62 @@ static int32_t s_task_size(int32_t n, int32_t unit, int32_t threads, int32_t max
     return per * unit;
 }
 
+/* GEMV tasks: small outputs are not worth waking threads for */
+static void s_gemv_plan(s_mm_t *a, const tr_matmul_params_t *p, tr_cpu_t *cpu) {
+    int32_t threads = tr_pool_threads(cpu->pool);
+    *a = (s_mm_t){.p = p, .cpu = cpu, .row_bytes = tr_dtype_row_bytes(p->w_dtype, p->K)};
+    int64_t work = (int64_t)p->M * p->N * p->K;
+    a->nb = work < 65536 ? p->N : s_task_size(p->N, 4, threads, 64);
+}
+
+/* Several GEMVs in one pool run: task t belongs to the matmul whose range holds it. */
+#define TR_MM_BATCH_MAX 8
+
+typedef struct {
+    s_mm_t mm[TR_MM_BATCH_MAX];
+    int32_t first[TR_MM_BATCH_MAX + 1];   /* first task of each matmul */
+    tr_pool_fn fn[TR_MM_BATCH_MAX];
+    int32_t n;
+} s_mm_batch_t;
+
+static void s_batch_task(void *ctx, int32_t task, int32_t thread) {
+    s_mm_batch_t *b = ctx;
+    int32_t i = 0;
+    while (task >= b->first[i + 1]) i++;
+    b->fn[i](&b->mm[i], task - b->first[i], thread);
+}
+
+int tr_cpu_matmul_batch(tr_ops_t *ops, const tr_matmul_params_t *p, int32_t n) {
+    tr_cpu_t *cpu = TR_CPU(ops);
+    const s_isa_mm_t *isa = s_isa[TR_CPU_ISA(cpu)];
+    s_mm_batch_t b = {.n = 0};
+    for (int32_t i = 0; i < n; i++) {
+        if (p[i].M == 0) continue;
+        if (p[i].M >= TR_MM_GEMM_MIN_M || b.n == TR_MM_BATCH_MAX) {
+            int rc = tr_cpu_matmul(ops, &p[i]);   /* big: its own run */
+            if (rc) return rc;
+            continue;
+        }
+        s_gemv_plan(&b.mm[b.n], &p[i], cpu);
+        b.fn[b.n] = isa->gemv[p[i].w_dtype];
+        b.first[b.n + 1] = b.first[b.n] + (p[i].N + b.mm[b.n].nb - 1) / b.mm[b.n].nb;
+        b.n++;
+    }
+    tr_pool_run(cpu->pool, b.first[b.n], s_batch_task, &b);
+    return TR_OK;
+}
+
 int tr_cpu_matmul(tr_ops_t *ops, const tr_matmul_params_t *p) {
     tr_cpu_t *cpu = TR_CPU(ops);
     const s_isa_mm_t *isa = s_isa[TR_CPU_ISA(cpu)];
     int32_t threads = tr_pool_threads(cpu->pool);
-    s_mm_t a = {.p = p, .cpu = cpu, .row_bytes = tr_dtype_row_bytes(p->w_dtype, p->K)};
+    s_mm_t a;
     if (p->M < TR_MM_GEMM_MIN_M) {
-        /* small outputs are not worth waking threads for */
-        int64_t work = (int64_t)p->M * p->N * p->K;
-        a.nb = work < 65536 ? p->N : s_task_size(p->N, 4, threads, 64);
+        s_gemv_plan(&a, p, cpu);
         tr_pool_run(cpu->pool, (p->N + a.nb - 1) / a.nb, isa->gemv[p->w_dtype], &a);
         return TR_OK;
     }
+    a = (s_mm_t){.p = p, .cpu = cpu, .row_bytes = tr_dtype_row_bytes(p->w_dtype, p->K)};
     /* one-vector token panels (and twice the weight rows) when M fits one vector */
     a.mp = p->M <= isa->w && isa->w > 1 ? isa->w : isa->mp;
     a.mr = a.mp == isa->mp ? isa->mr : 2 * isa->mr;

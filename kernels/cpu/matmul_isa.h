@@ -38,31 +38,85 @@ static inline TR_TARGET void V_FN(s_dec32_f16)(const void *row, int32_t k, vf *o
 
 static inline TR_TARGET void V_FN(s_dec32_q8_0)(const void *row, int32_t k, vf *out) {
     const tr_block_q8_0_t *b = (const tr_block_q8_0_t *)row + k / TR_Q8_0_BLOCK;
-    vf d = V_SET1(tr_f16_to_f32(b->d));
+    vf d = V_SET1(V_F16_SCALAR(b->d));
 #pragma GCC unroll 32
     for (int j = 0; j < 32 / V_W; j++) out[j] = V_MUL(d, V_LOAD_I8(b->qs + j * V_W));
 }
 
 typedef void (*V_FN(s_dec32_fn))(const void *row, int32_t k, vf *out);
 
+/* GEMV decoders: the same 32 values, but a block-scaled dtype returns its scale instead of
+ * applying it, so that the GEMV multiplies once per block (sum of q x, times d). A plain
+ * dtype's is its decoder returning 1. */
+#define TR_GDEC32_PLAIN(n)                                                                 \
+    static inline TR_TARGET float V_FN(s_gdec32_##n)(const void *row, int32_t k, vf *out) { \
+        V_FN(s_dec32_##n)(row, k, out);                                                    \
+        return 1.0f;                                                                       \
+    }
+TR_GDEC32_PLAIN(f32)
+TR_GDEC32_PLAIN(bf16)
+TR_GDEC32_PLAIN(f16)
+#undef TR_GDEC32_PLAIN
+
+static inline TR_TARGET float V_FN(s_gdec32_q8_0)(const void *row, int32_t k, vf *out) {
+    const tr_block_q8_0_t *b = (const tr_block_q8_0_t *)row + k / TR_Q8_0_BLOCK;
+#pragma GCC unroll 32
+    for (int j = 0; j < 32 / V_W; j++) out[j] = V_LOAD_I8(b->qs + j * V_W);
+    return V_F16_SCALAR(b->d);
+}
+
+typedef float (*V_FN(s_gdec32_fn))(const void *row, int32_t k, vf *out);
+
 /* ---- GEMV ---- */
 
-/* out[i] = x_i . row for MB (1..4) rows of x, 32 weights at a time. */
+/* out[i] = x_i . row for MB (1..4) rows of x, 32 weights at a time. SCALED dtypes (q8_0)
+ * sum q x over a block and multiply by the block's scale once. */
 static inline __attribute__((always_inline)) TR_TARGET void
 V_FN(s_gemv_tile)(const void *row, const float *x, int32_t K, const int MB, float *out,
-                  V_FN(s_dec32_fn) dec32, s_dec1_fn dec1) {
+                  V_FN(s_gdec32_fn) dec32, s_dec1_fn dec1, const int SCALED) {
     vf acc[4][2];
 #pragma GCC unroll 4
     for (int i = 0; i < MB; i++) acc[i][0] = acc[i][1] = V_ZERO();
     int32_t k = 0;
+    if (SCALED) {
+        /* two blocks per step on alternate accumulators: the per-block scale FMA is the
+         * loop-carried chain, so two chains halve its latency */
+        for (; k + 64 <= K; k += 64) {
+            vf w0[32 / V_W], w1[32 / V_W];
+            float d0 = dec32(row, k, w0), d1 = dec32(row, k + 32, w1);
+#pragma GCC unroll 4
+            for (int i = 0; i < MB; i++) {
+                const float *xi = x + (size_t)i * K + k;
+                vf b0 = V_MUL(w0[0], V_LOAD(xi)), b1 = V_MUL(w1[0], V_LOAD(xi + 32));
+#pragma GCC unroll 32
+                for (int j = 1; j < 32 / V_W; j++) {
+                    b0 = V_FMA(w0[j], V_LOAD(xi + j * V_W), b0);
+                    b1 = V_FMA(w1[j], V_LOAD(xi + 32 + j * V_W), b1);
+                }
+                acc[i][0] = V_FMA(V_SET1(d0), b0, acc[i][0]);
+                acc[i][1] = V_FMA(V_SET1(d1), b1, acc[i][1]);
+            }
+        }
+    }
     for (; k + 32 <= K; k += 32) {
         vf w[32 / V_W];
-        dec32(row, k, w);
+        float d = dec32(row, k, w);
 #pragma GCC unroll 4
         for (int i = 0; i < MB; i++) {
+            if (SCALED) {
+                vf blk0 = V_ZERO(), blk1 = V_ZERO();
 #pragma GCC unroll 32
-            for (int j = 0; j < 32 / V_W; j++)
-                acc[i][j & 1] = V_FMA(w[j], V_LOAD(x + (size_t)i * K + k + j * V_W), acc[i][j & 1]);
+                for (int j = 0; j < 32 / V_W; j += 2) {
+                    blk0 = V_FMA(w[j], V_LOAD(x + (size_t)i * K + k + j * V_W), blk0);
+                    if (j + 1 < 32 / V_W)
+                        blk1 = V_FMA(w[j + 1], V_LOAD(x + (size_t)i * K + k + (j + 1) * V_W), blk1);
+                }
+                acc[i][0] = V_FMA(V_SET1(d), V_ADD(blk0, blk1), acc[i][0]);
+            } else {
+#pragma GCC unroll 32
+                for (int j = 0; j < 32 / V_W; j++)
+                    acc[i][j & 1] = V_FMA(w[j], V_LOAD(x + (size_t)i * K + k + j * V_W), acc[i][j & 1]);
+            }
         }
     }
 #pragma GCC unroll 4
@@ -75,7 +129,8 @@ V_FN(s_gemv_tile)(const void *row, const float *x, int32_t K, const int MB, floa
 }
 
 static inline __attribute__((always_inline)) TR_TARGET void
-V_FN(s_gemv_generic)(void *ctx, int32_t task, V_FN(s_dec32_fn) dec32, s_dec1_fn dec1) {
+V_FN(s_gemv_generic)(void *ctx, int32_t task, V_FN(s_gdec32_fn) dec32, s_dec1_fn dec1,
+                     const int SCALED) {
     const s_mm_t *a = ctx;
     const tr_matmul_params_t *p = a->p;
     const int32_t K = p->K, M = p->M, N = p->N;
@@ -87,10 +142,10 @@ V_FN(s_gemv_generic)(void *ctx, int32_t task, V_FN(s_dec32_fn) dec32, s_dec1_fn 
             float out[4];
             const float *x = p->x + (size_t)m0 * K;
             switch (M - m0) {
-            case 1: V_FN(s_gemv_tile)(row, x, K, 1, out, dec32, dec1); break;
-            case 2: V_FN(s_gemv_tile)(row, x, K, 2, out, dec32, dec1); break;
-            case 3: V_FN(s_gemv_tile)(row, x, K, 3, out, dec32, dec1); break;
-            default: V_FN(s_gemv_tile)(row, x, K, 4, out, dec32, dec1); break;
+            case 1: V_FN(s_gemv_tile)(row, x, K, 1, out, dec32, dec1, SCALED); break;
+            case 2: V_FN(s_gemv_tile)(row, x, K, 2, out, dec32, dec1, SCALED); break;
+            case 3: V_FN(s_gemv_tile)(row, x, K, 3, out, dec32, dec1, SCALED); break;
+            default: V_FN(s_gemv_tile)(row, x, K, 4, out, dec32, dec1, SCALED); break;
             }
             int32_t mb = M - m0 < 4 ? M - m0 : 4;
             for (int32_t i = 0; i < mb; i++) {
@@ -200,7 +255,7 @@ V_FN(s_gemm_generic)(void *ctx, int32_t task, int32_t thread, V_FN(s_dec32_fn) d
 
 #define TR_DTYPE(E, n, be, bb, nmse)                                                       \
     static TR_TARGET void V_FN(s_gemv_##n)(void *ctx, int32_t task, int32_t thread) {      \
-        V_FN(s_gemv_generic)(ctx, task, V_FN(s_dec32_##n), s_dec1_##n);                     \
+        V_FN(s_gemv_generic)(ctx, task, V_FN(s_gdec32_##n), s_dec1_##n, be > 1);            \
     }                                                                                      \
     static TR_TARGET void V_FN(s_gemm_##n)(void *ctx, int32_t task, int32_t thread) {      \
         V_FN(s_gemm_generic)(ctx, task, thread, V_FN(s_dec32_##n), s_dec1_##n);             \

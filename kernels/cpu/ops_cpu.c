@@ -136,6 +136,7 @@ static const tr_ops_vtable_t s_vtable = {
     .threads = s_threads,
     .set_threads = s_set_threads,
     .matmul = tr_cpu_matmul,
+    .matmul_batch = tr_cpu_matmul_batch,
     .rmsnorm = tr_cpu_rmsnorm,
     .swiglu = tr_cpu_swiglu,
     .softmax = tr_cpu_softmax,

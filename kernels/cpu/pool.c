@@ -1,10 +1,14 @@
 /*  kernels/cpu/pool.c - persistent worker threads for the CPU backend.
  *
- *  A run publishes (fn, ctx, n_tasks) and bumps `gen`; workers that see the new generation
- *  pull task numbers from `next` until it passes n_tasks, then add themselves to `done`.
- *  A worker waits for the next generation by spinning for about TR_POOL_SPIN_NS, then under
- *  the mutex (re-checking gen there, so a wake-up cannot be lost: the runner bumps gen
- *  before it takes the mutex to broadcast).                                          */
+ *  A run publishes (fn, ctx, n_tasks) and then a new generation g in `claim`, a 64-bit word
+ *  holding (g << 32 | next task). Anyone, the caller included, takes task i by moving claim
+ *  from (g, i) to (g, i + 1) with a compare-and-swap, so a worker that wakes late for g, or
+ *  after g has finished, can never run a task of another job with g's arguments: its CAS
+ *  fails once the generation moves on. The caller returns when `completed` reaches n_tasks;
+ *  it never waits for a worker that took nothing (the machine may be oversubscribed and a
+ *  worker descheduled). A worker waits for the next generation by spinning for about
+ *  TR_POOL_SPIN_NS, then on the condition variable, re-checking under the mutex (the caller
+ *  publishes before it takes the mutex to broadcast, so a wake-up cannot be lost).      */
 #include "kernels/cpu/pool.h"
 
 #include <pthread.h>
@@ -13,7 +17,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#define TR_POOL_SPIN_NS 2000000   /* 2 ms: longer than the gap between two ops of a step */
+#define TR_POOL_SPIN_NS 1000000   /* 1 ms: longer than the gap between two ops of a step */
 
 struct tr_pool {
     int32_t n_threads;
@@ -22,12 +26,11 @@ struct tr_pool {
     pthread_cond_t cv;
     int32_t n_sleeping;           /* under mu */
     int quit;                     /* under mu */
-    _Atomic uint32_t gen;
-    _Atomic int32_t next;
-    _Atomic int32_t done;
-    tr_pool_fn fn;
-    void *ctx;
-    int32_t n_tasks;
+    _Atomic uint64_t claim;       /* generation << 32 | next task */
+    _Atomic int32_t completed;
+    _Atomic(tr_pool_fn) fn;
+    _Atomic(void *) ctx;
+    _Atomic int32_t n_tasks;
 };
 
 typedef struct {
@@ -47,11 +50,23 @@ static int64_t s_now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void s_work(tr_pool_t *self, int32_t thread) {
-    for (;;) {
-        int32_t t = atomic_fetch_add_explicit(&self->next, 1, memory_order_relaxed);
-        if (t >= self->n_tasks) break;
-        self->fn(self->ctx, t, thread);
+static inline uint32_t s_gen(uint64_t claim) {
+    return (uint32_t)(claim >> 32);
+}
+
+/* Runs tasks of generation g until none is left. */
+static void s_work(tr_pool_t *self, uint32_t g, int32_t thread) {
+    tr_pool_fn fn = atomic_load_explicit(&self->fn, memory_order_relaxed);
+    void *ctx = atomic_load_explicit(&self->ctx, memory_order_relaxed);
+    uint32_t n = (uint32_t)atomic_load_explicit(&self->n_tasks, memory_order_relaxed);
+    uint64_t v = atomic_load_explicit(&self->claim, memory_order_acquire);
+    while (s_gen(v) == g && (uint32_t)v < n) {
+        if (!atomic_compare_exchange_weak_explicit(&self->claim, &v, v + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue;   /* v was reloaded */
+        fn(ctx, (int32_t)(uint32_t)v, thread);
+        atomic_fetch_add_explicit(&self->completed, 1, memory_order_release);
+        v = atomic_load_explicit(&self->claim, memory_order_acquire);
     }
 }
 
@@ -62,12 +77,12 @@ static void *s_worker_main(void *argp) {
     free(arg);
     uint32_t seen = 0;
     for (;;) {
-        uint32_t g = atomic_load_explicit(&self->gen, memory_order_acquire);
+        uint32_t g = s_gen(atomic_load_explicit(&self->claim, memory_order_acquire));
         if (g == seen) {
             int64_t t0 = s_now_ns();
             for (int i = 1; g == seen; i++) {
                 s_cpu_relax();
-                g = atomic_load_explicit(&self->gen, memory_order_acquire);
+                g = s_gen(atomic_load_explicit(&self->claim, memory_order_acquire));
                 if (g == seen && (i & 255) == 0 && s_now_ns() - t0 > TR_POOL_SPIN_NS) break;
             }
         }
@@ -75,7 +90,7 @@ static void *s_worker_main(void *argp) {
             pthread_mutex_lock(&self->mu);
             self->n_sleeping++;
             while (!self->quit &&
-                   (g = atomic_load_explicit(&self->gen, memory_order_acquire)) == seen)
+                   (g = s_gen(atomic_load_explicit(&self->claim, memory_order_acquire))) == seen)
                 pthread_cond_wait(&self->cv, &self->mu);
             self->n_sleeping--;
             int quit = self->quit;
@@ -83,9 +98,7 @@ static void *s_worker_main(void *argp) {
             if (quit) return NULL;
         }
         seen = g;
-        if (self->fn == NULL) return NULL;   /* the destroy generation */
-        s_work(self, index);
-        atomic_fetch_add_explicit(&self->done, 1, memory_order_release);
+        s_work(self, g, index);
     }
 }
 
@@ -119,8 +132,12 @@ void tr_pool_destroy(tr_pool_t **self_p) {
     tr_pool_t *self = *self_p;
     pthread_mutex_lock(&self->mu);
     self->quit = 1;
-    self->fn = NULL;
-    atomic_fetch_add_explicit(&self->gen, 1, memory_order_release);
+    pthread_cond_broadcast(&self->cv);
+    pthread_mutex_unlock(&self->mu);
+    /* spinning workers see quit only through a new generation with nothing to do */
+    atomic_store_explicit(&self->n_tasks, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&self->claim, (uint64_t)1 << 32, memory_order_release);
+    pthread_mutex_lock(&self->mu);
     pthread_cond_broadcast(&self->cv);
     pthread_mutex_unlock(&self->mu);
     for (int32_t i = 1; i < self->n_threads; i++) pthread_join(self->workers[i - 1], NULL);
@@ -141,19 +158,18 @@ void tr_pool_run(tr_pool_t *self, int32_t n_tasks, tr_pool_fn fn, void *ctx) {
         for (int32_t t = 0; t < n_tasks; t++) fn(ctx, t, 0);
         return;
     }
-    self->fn = fn;
-    self->ctx = ctx;
-    self->n_tasks = n_tasks;
-    atomic_store_explicit(&self->next, 0, memory_order_relaxed);
-    atomic_store_explicit(&self->done, 0, memory_order_relaxed);
-    atomic_fetch_add_explicit(&self->gen, 1, memory_order_release);
+    atomic_store_explicit(&self->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&self->ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&self->n_tasks, n_tasks, memory_order_relaxed);
+    atomic_store_explicit(&self->completed, 0, memory_order_relaxed);
+    uint32_t g = s_gen(atomic_load_explicit(&self->claim, memory_order_relaxed)) + 1;
+    atomic_store_explicit(&self->claim, (uint64_t)g << 32, memory_order_release);
     pthread_mutex_lock(&self->mu);
     if (self->n_sleeping) pthread_cond_broadcast(&self->cv);
     pthread_mutex_unlock(&self->mu);
-    s_work(self, 0);
-    int32_t workers = self->n_threads - 1;
-    for (int i = 1; atomic_load_explicit(&self->done, memory_order_acquire) < workers; i++) {
+    s_work(self, g, 0);
+    for (int i = 1; atomic_load_explicit(&self->completed, memory_order_acquire) < n_tasks; i++) {
         s_cpu_relax();
-        if ((i & 1023) == 0) sched_yield();   /* a worker may be descheduled */
+        if ((i & 1023) == 0) sched_yield();   /* the worker holding a task may be descheduled */
     }
 }

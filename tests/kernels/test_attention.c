@@ -1,7 +1,7 @@
 /*  tests/kernels/test_attention.c - CPU paged attention and KV store against
  *  kernels/ref/attention.c: batches mixing prefill, chunked prefill and decode sequences,
  *  shuffled physical blocks, block sizes 1..32, GQA ratios 1..8, odd head dims, sliding
- *  windows. NMSE threshold 1e-10 (f32 throughout; only summation order and the SIMD exp
+ *  windows, long decodes (which the CPU backend splits over the keys and merges). NMSE threshold 1e-10 (f32 throughout; only summation order and the SIMD exp
  *  differ).                                                                          */
 #include "tests/kernels/kernel_test.h"
 
@@ -98,6 +98,13 @@ int main(void) {
         {3, 8, 4, 80, 8, 16, {20, 3, 1}, {10, 0, 50}},
         /* empty sequence in the batch */
         {3, 4, 2, 16, 16, 0, {3, 0, 2}, {0, 4, 9}},
+        /* long decodes: the CPU backend splits the keys (split-K) and merges */
+        {2, 8, 2, 64, 16, 0, {1, 1}, {300, 700}},
+        {1, 9, 3, 64, 16, 0, {1}, {1000}},
+        /* split-K with a window: early slices see nothing */
+        {1, 4, 2, 32, 8, 100, {1}, {900}},
+        /* a long decode next to a prefill chunk */
+        {2, 4, 1, 48, 4, 0, {1, 9}, {600, 20}},
     };
     for (size_t i = 0; i < TR_ARRAY_LEN(cases); i++) s_run_case(ref, be, nb, &cases[i]);
     /* a block table entry out of range is refused, not read */

@@ -71,6 +71,37 @@ int main(void) {
         }
         free(wf), free(x), free(w), free(yr), free(yb);
     }
+    /* batched: several independent matmuls (mixed dtypes, GEMV and GEMM sizes) in one call */
+    {
+        static const int32_t shape[][3] = {{1, 96, 64}, {1, 33, 64}, {3, 130, 288}, {40, 70, 96}};
+        tr_matmul_params_t pr[4], pb[4];
+        float *ys[4], *yb[4];
+        void *ws[4];
+        float *xs[4];
+        for (int i = 0; i < 4; i++) {
+            int32_t M = shape[i][0], N = shape[i][1], K = shape[i][2];
+            tr_dtype_t dt = (tr_dtype_t)(i % TR_DTYPE_COUNT);
+            float *wf = kt_rand((size_t)N * K, -1, 1);
+            ws[i] = kt_quantize(ref, dt, wf, (int64_t)N * K);
+            free(wf);
+            xs[i] = kt_rand((size_t)M * K, -1, 1);
+            ys[i] = calloc((size_t)M * N, 4);
+            yb[i] = calloc((size_t)M * N, 4);
+            pr[i] = (tr_matmul_params_t){.y = ys[i], .x = xs[i], .w = ws[i], .w_dtype = dt,
+                                         .M = M, .N = N, .K = K, .accumulate = i == 1};
+            pb[i] = pr[i];
+            pb[i].y = yb[i];
+            tr_ops_matmul(ref, &pr[i]);
+        }
+        for (int b = 0; b < nb; b++) {
+            for (int i = 0; i < 4; i++) memset(yb[i], 0, (size_t)shape[i][0] * shape[i][1] * 4);
+            int rc = tr_ops_matmul_batch(be[b].ops, pb, 4);
+            double e = 0;
+            for (int i = 0; i < 4; i++) e += kt_nmse(yb[i], ys[i], (size_t)shape[i][0] * shape[i][1]);
+            ok(rc == TR_OK && e < 1e-10, "matmul_batch %s: 4 matmuls, nmse %.2e", be[b].label, e);
+        }
+        for (int i = 0; i < 4; i++) free(ys[i]), free(yb[i]), free(ws[i]), free(xs[i]);
+    }
     /* argument checks */
     float y[4], x[4];
     tr_matmul_params_t bad = {.y = y, .x = x, .w = x, .w_dtype = TR_DTYPE_Q8_0, .M = 1, .N = 1,
