@@ -99,6 +99,22 @@ int32_t tr_i32s_at(tr_i32s_t a, uint32_t i) {
                      (uint32_t)b[3] << 24);
 }
 
+int64_t tr_bin_count(tr_bin_t b, size_t width) {
+    return b.n % width ? -1 : (int64_t)(b.n / width);
+}
+
+int64_t tr_bin_i64(tr_bin_t b, uint32_t i) {
+    int64_t v;
+    memcpy(&v, b.p + 8 * (size_t)i, 8); /* little-endian hosts only (x86-64, aarch64) */
+    return v;
+}
+
+float tr_bin_f32(tr_bin_t b, uint32_t i) {
+    float v;
+    memcpy(&v, b.p + 4 * (size_t)i, 4);
+    return v;
+}
+
 tr_str_t tr_strs_at(tr_strs_t a, uint32_t i) {
     if (a.strs) return a.strs[i];
     tr_str_t r = {a.items[i].via.str.ptr, a.items[i].via.str.size};

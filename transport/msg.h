@@ -177,6 +177,12 @@ char *tr_str_copy(tr_str_t s, char *buf, size_t bufsize);
 int tr_str_eq(tr_str_t s, const char *c);
 /* Element i of an int32 array (little-endian, any alignment). */
 int32_t tr_i32s_at(tr_i32s_t a, uint32_t i);
+/* Arrays of int64 / float32 that ride as a BIN of little-endian values (internal messages):
+ * the element count, or -1 when the size is not a whole number of elements. */
+int64_t tr_bin_count(tr_bin_t b, size_t width);
+/* Element i (any alignment). */
+int64_t tr_bin_i64(tr_bin_t b, uint32_t i);
+float tr_bin_f32(tr_bin_t b, uint32_t i);
 /* Item i of a string array. */
 tr_str_t tr_strs_at(tr_strs_t a, uint32_t i);
 /* Packs a tr_id_t as given (str or int). */
