@@ -16,6 +16,7 @@
 #include <zmq.h>
 
 #include "actors/registry.h"
+#include "cli/cli.h"
 #include "runtime/launcher.h"
 #include "runtime/log.h"
 #include "transport/wire.h"
@@ -32,6 +33,7 @@ static void s_usage(FILE *f) {
             "  troupe stats  [--endpoint EP] [--timeout S]\n"
             "  troupe actors            list actor kinds and their configuration keys\n"
             "  troupe schema            every message and field, as markdown tables\n"
+            "  troupe client [opts] PROMPT | bench [opts]   generate / benchmark (--help)\n"
             "  troupe version\n\n"
             "serve runs every actor as a thread of one process, or, when FILE has a\n"
             "`processes:` section, one process per entry (docs/topology.md).\n"
@@ -318,6 +320,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "stats") == 0) return s_cmd_query(argc - 1, argv + 1, TR_MSG_STATS);
     if (strcmp(cmd, "actors") == 0) return s_cmd_actors();
     if (strcmp(cmd, "schema") == 0) return s_cmd_schema();
+    if (strcmp(cmd, "client") == 0) return tr_cli_client_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0) return tr_cli_bench_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("troupe %s\n", TR_VERSION);
         return 0;
