@@ -443,7 +443,10 @@ static s_req_t *s_run_level(s_bench_t *b, int level, int64_t n, const char *labe
         free(reqs), free(arrival);
         return NULL;
     }
-    for (int64_t i = 0; i < n; i++) reqs[i].prompt = (int32_t)(i % b->n_prompts);
+    for (int64_t i = 0; i < n; i++) {
+        reqs[i].prompt = (int32_t)(i % b->n_prompts);
+        reqs[i].srv = (tr_client_usage_t){-1, -1, NAN, NAN, NAN, NAN};
+    }
     int64_t cap_flight = c->mode_rate ? (c->max_concurrency > 0 ? c->max_concurrency : INT64_MAX)
                                       : c->concurrency[level];
     if (c->mode_rate) { /* Poisson process: exponential gaps, the same seed every level */
