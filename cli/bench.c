@@ -682,10 +682,12 @@ static void s_table_row(const char *load, const s_summary_t *s) {
 
 /* ---- setup ---- */
 
-/* Asks model_info for the vocabulary size (and context length, for a warning). */
-static int64_t s_ask_vocab(tr_client_t *cl, int64_t *ctx_len) {
+/* Asks model_info (which also opens the connection before any timing starts): the
+ * vocabulary size (0 when unknown), the context length, and the reply as JSON (*info). */
+static int64_t s_ask_model(tr_client_t *cl, int64_t *ctx_len, json_t **info) {
     int64_t id;
     *ctx_len = 0;
+    *info = NULL;
     if (tr_client_model_info(cl, &id) != TR_OK) return 0;
     double deadline = s_now_ms() + 10000;
     while (s_now_ms() < deadline && !s_interrupted) {
@@ -694,9 +696,10 @@ static int64_t s_ask_vocab(tr_client_t *cl, int64_t *ctx_len) {
         if (rc != TR_OK) continue;
         int64_t got = 0;
         int mine = tr_client_reply_id(&m) == id;
-        if (mine && m.type == TR_MSG_MODEL_INFO && TR_MSG_HAS(&m, model_info, vocab_size)) {
-            got = m.u.model_info.vocab_size;
+        if (mine && m.type == TR_MSG_MODEL_INFO) {
+            if (TR_MSG_HAS(&m, model_info, vocab_size)) got = m.u.model_info.vocab_size;
             if (TR_MSG_HAS(&m, model_info, context_length)) *ctx_len = m.u.model_info.context_length;
+            if (m.root) *info = tr_cli_json_from_msgpack(m.root);
         }
         tr_msg_fini(&m);
         if (mine) return got;
@@ -822,6 +825,8 @@ int tr_cli_bench_main(int argc, char **argv) {
     json_t *jout = NULL, *jlevels = json_array();
     s_prompt_t *prompts = NULL;
     int64_t n_prompts = 0, vocab = c.vocab, ctx_len = 0;
+    json_t *jmodel = NULL;
+    int64_t served_vocab = s_ask_model(cl, &ctx_len, &jmodel);
     if (c.prompts_file) {
         if (s_prompts_load(&c, &prompts, &n_prompts) != 0) goto out;
         if (c.num_prompts < 0) c.num_prompts = n_prompts;
@@ -830,8 +835,7 @@ int tr_cli_bench_main(int argc, char **argv) {
                 prompts[i].max_tokens = c.output_len.lo;
     } else {
         if (c.num_prompts < 0) c.num_prompts = 100;
-        int64_t v = s_ask_vocab(cl, &ctx_len);
-        if (!vocab) vocab = v;
+        if (!vocab) vocab = served_vocab;
         if (!vocab) {
             fprintf(stderr, "troupe bench: no model_info from %s; synthetic ids below 256 "
                             "(--vocab N to choose)\n", c.endpoint);
@@ -891,7 +895,8 @@ int tr_cli_bench_main(int argc, char **argv) {
     }
     code = s_interrupted ? 130 : 0;
     if (c.json_file) {
-        jout = json_pack("{s:o, s:O}", "config", s_conf_json(&c, vocab), "levels", jlevels);
+        jout = json_pack("{s:o, s:O, s:O}", "config", s_conf_json(&c, vocab), "model",
+                         jmodel ? jmodel : json_null(), "levels", jlevels);
         if (json_dump_file(jout, c.json_file, JSON_INDENT(1) | JSON_PRESERVE_ORDER) != 0) {
             fprintf(stderr, "troupe bench: cannot write %s\n", c.json_file);
             code = 1;
@@ -901,6 +906,7 @@ out:
     sigaction(SIGINT, &old_sa, NULL);
     json_decref(jout);
     json_decref(jlevels);
+    json_decref(jmodel);
     json_decref(b.server_stats);
     free(b.id2req);
     s_prompts_free(prompts, n_prompts);
