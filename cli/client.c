@@ -6,9 +6,9 @@
  *
  *  Text deltas go to stdout as they arrive (nothing added: stdout holds exactly the
  *  generated text, plus a newline when it is a terminal); a one-line summary goes to
- *  stderr: finish_reason, tokens, and TTFT/TPOT/end-to-end measured by this client (TTFT
- *  includes connecting, as a fresh process must; and
- *  by the server, from the final output's metrics). --json prints one JSON object at the
+ *  stderr: finish_reason, tokens, and TTFT/TPOT/end-to-end measured by this client (its
+ *  TTFT includes connecting, which a fresh process must do) and by the server (the final
+ *  output's metrics). --json prints one JSON object at the
  *  end instead of the text. Ctrl-C sends `abort`, waits briefly for the final output and
  *  exits 130; a second Ctrl-C exits at once.
  *  Exit: 0 finish_reason stop or length; 1 an error reply, finish_reason error or abort,
