@@ -192,7 +192,7 @@ static int s_on_generate(void *self_, const tr_msg_t *msg) {
     if (has_prompt) {
         if (g->prompt.n == 0)
             return tr_actor_reply_error(self->actor, msg, "bad_request", "prompt",
-                                        "the prompt is empty");
+                                        "field 'prompt': the prompt is empty");
         uint64_t t0 = tr_now_ns();
         int rc = tr_tokenizer_encode(self->tok, g->prompt.p, g->prompt.n,
                                      TR_TOK_ADD_SPECIAL | TR_TOK_PARSE_SPECIAL, ids);
@@ -212,7 +212,8 @@ static int s_on_generate(void *self_, const tr_msg_t *msg) {
             int32_t t = tr_i32s_at(g->tokens, i);
             if (t < 0 || t >= V)
                 return tr_actor_reply_error(self->actor, msg, "bad_request", "tokens",
-                                            "token id %d at position %u is outside the "
+                                            "field 'tokens': token id %d at position %u is "
+                                            "outside the "
                                             "vocabulary (0..%d)",
                                             t, i, V - 1);
         }
