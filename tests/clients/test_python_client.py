@@ -217,6 +217,21 @@ with MockServer() as m, Client(m.endpoint, timeout=10) as c:
     ok(raises(bad.health, TroupeTimeout) is not None, 'no server: health times out')
     bad.close()
 
+    # ---- one Client per thread ----
+    import threading
+    results = {}
+
+    def worker(k):
+        with Client(m.endpoint, timeout=10) as tc:
+            results[k] = [tc.generate('thread %d %d' % (k, j), max_tokens=15).text for j in range(10)]
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    ok(all(results.get(k) == [expected_text('thread %d %d' % (k, j), 15) for j in range(10)] for k in range(6)),
+       '6 threads, one Client each, 10 requests each')
+
     ok(msgpack.version >= (1, 0, 0), 'msgpack >= 1.0')
 
 done_testing()
