@@ -2,6 +2,7 @@
 serving: a good request after them gives the answer it gave before."""
 from serving_util import CONTEXT, PROMPTS, Client, TroupeError, serve, wait_kv_free
 from tap import diag, done_testing, ok
+from harness import Client as RawClient  # noqa: E402 - serving_util puts tests/ on sys.path
 
 with serve() as srv:
     c = Client(srv.endpoint, timeout=60)
@@ -14,7 +15,6 @@ with serve() as srv:
     cases = [
         ('empty prompt', dict(prompt=''), 'prompt'),
         ('empty token list', dict(tokens=[]), 'tokens'),
-        ('neither prompt nor tokens', dict(extra={'max_tokens': 4}), 'prompt'),
         ('prompt longer than the context', dict(prompt=long_prompt, max_tokens=4), 'prompt'),
         ('token prompt longer than the context', dict(tokens=[1] + [400] * (CONTEXT + 10), max_tokens=4), 'tokens'),
         ('token id outside the vocabulary', dict(tokens=[1, 99999], max_tokens=4), 'tokens'),
@@ -59,6 +59,12 @@ with serve() as srv:
             ok(False, '%s -> error naming %s (the client raised %r)' % (what, field, e))
         if i % 8 == 7:
             ok(c.health()['status'] == 'ok', '... the server is healthy')
+    # neither prompt nor tokens (the client package refuses to send that: raw frames)
+    raw = RawClient(srv.endpoint, timeout=30)
+    e = raw.request({'type': 'generate', 'id': 'noprompt', 'max_tokens': 4})
+    ok(e.get('type') == 'error' and e.get('code') == 'bad_request' and e.get('field') == 'prompt'
+       and e.get('id') == 'noprompt', 'neither prompt nor tokens -> error naming prompt (%r)' % (e,))
+    raw.close()
     # streamed bad requests are refused the same way
     try:
         list(c.stream('', max_tokens=4))
