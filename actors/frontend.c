@@ -1,11 +1,20 @@
 /*  actors/frontend.c - the client-facing actor.
- *  Owns:    the client ROUTER socket (default tcp://127.0.0.1:5555), pending health/stats
- *           gathers, per-error-code counters, the list of tap actors.
- *  Accepts: from clients (one msgpack map per frame): health, stats; generate, abort,
- *           tokenize, model_info answer `error{code: unavailable}` until the serving path
- *           lands. From actors: pong, peer_down.
- *  Sends:   to clients: health, stats, error. To actors: ping (gathers), tap (copies of
- *           client requests to the actors named in frontend.tap).
+ *  Owns:    the client ROUTER socket (default tcp://127.0.0.1:5555), the request table
+ *           (internal request id <-> client routing id, client id, choice index, what has
+ *           been streamed), pending health/stats gathers, per-error-code counters, the
+ *           list of tap actors.
+ *  Accepts: from clients (one msgpack map per frame): generate, abort, tokenize,
+ *           model_info, health, stats. From actors: deltas and error (per request),
+ *           tokenize and model_info replies, pong, peer_down.
+ *  Sends:   to clients: output, error, tokenize, model_info, health, stats. To actors:
+ *           generate, cancel and tokenize to a tokenizer (round robin), model_info to the
+ *           scheduler, ping (gathers), tap (copies of client requests to frontend.tap).
+ *
+ *  Requests: a generate with n choices becomes n internal requests (rids, int64, unique in
+ *  this frontend), each with seed + index. Every choice ends with exactly one final
+ *  `output` (finish_reason set) or, when nothing was streamed yet, the request with one
+ *  `error`. A client whose socket is gone (the send fails with EHOSTUNREACH) has its
+ *  requests cancelled, which frees their KV blocks.
  *  Thread:  its own loop; handlers never block. A health or stats request pings every
  *           actor through its inbox (liveness on the data path, DESIGN.md 3) and answers
  *           when all have ponged or health_timeout_ms has passed.                        */
@@ -17,7 +26,11 @@
 #include <string.h>
 #include <zmq.h>
 
+#include <errno.h>
+
+#include "actors/serving.h"
 #include "runtime/log.h"
+#include "runtime/u64map.h"
 #include "transport/wire.h"
 
 #define TR_FRONTEND_MAX_GATHERS 64
@@ -52,6 +65,35 @@ typedef struct {
     char code[32];
 } s_err_count_t;
 
+enum { R_GENERATE = 1, R_TOKENIZE, R_MODEL_INFO };
+
+/* The choices of one generate request. */
+typedef struct {
+    int n, n_open;                   /* choices, and those without their final message */
+    bool sent;                       /* an output went to the client already */
+    bool stream, want_lp;
+    int32_t n_top;
+    uint64_t first_rid;
+} s_group_t;
+
+/* One internal request: a choice of a generate, or a tokenize / model_info in flight. */
+typedef struct {
+    uint64_t rid;
+    int kind;
+    uint8_t client[TR_RID_MAX];      /* ZeroMQ routing id */
+    size_t client_n;
+    tr_id_t id;                      /* the client's id (id.s points into id_buf) */
+    bool has_id;
+    char id_buf[257];
+    int index;                       /* choice */
+    int tok;                         /* tokenizer instance */
+    s_group_t *group;                /* shared by the choices (owned by the last one) */
+    uint64_t arrival_ns, first_ns;
+    int64_t n_out;                   /* tokens received */
+    /* stream = false: everything so far */
+    tr_buf_t toks, text, lp, top, toplp;
+} s_req_t;
+
 typedef struct {
     tr_actor_t *actor;               /* borrowed: loop, sockets, topology */
     const tr_topology_t *topo;       /* borrowed */
@@ -67,7 +109,20 @@ typedef struct {
     uint64_t requests, bytes_in, replies_out;
     s_err_count_t errors[16];
     uint64_t started_ns;
+    /* serving */
+    tr_u64map_t reqs;                /* rid -> s_req_t* (owned) */
+    uint64_t next_rid;
+    int64_t max_requests;
+    const char **tokenizers;         /* owned array of borrowed names */
+    int n_tokenizers, next_tok;
+    const char *scheduler;           /* borrowed */
+    uint64_t generated, finished, aborted, disconnects;
+    tr_buf_t scratch;
 } self_t;
+
+static int s_on_deltas(void *self, const tr_msg_t *msg);
+static int s_on_error(void *self, const tr_msg_t *msg);
+static int s_on_reply(void *self, const tr_msg_t *msg);
 
 static int s_on_pong(void *self, const tr_msg_t *msg);
 static int s_on_peer_down(void *self, const tr_msg_t *msg);
@@ -75,6 +130,10 @@ static int s_on_peer_down(void *self, const tr_msg_t *msg);
 static const tr_handler_t s_handlers[] = {
     {TR_MSG_PONG, s_on_pong},           /* -> completes a gather: health / stats reply */
     {TR_MSG_PEER_DOWN, s_on_peer_down}, /* -> marks that process's actors down */
+    {TR_MSG_DELTAS, s_on_deltas},       /* -> output messages to clients */
+    {TR_MSG_ERROR, s_on_error},         /* a request failed -> error / final output */
+    {TR_MSG_TOKENIZE, s_on_reply},      /* tokenizer's answer -> client */
+    {TR_MSG_MODEL_INFO, s_on_reply},    /* scheduler's answer -> client */
     {0, NULL},
 };
 
@@ -82,6 +141,8 @@ static const tr_conf_key_t s_conf_keys[] = {
     {"max_message_bytes", TR_CONF_INT, "largest client frame accepted (default 16 MiB)"},
     {"health_timeout_ms", TR_CONF_INT, "how long health/stats wait for each actor (1000)"},
     {"tap", TR_CONF_STRLIST, "actors that receive a copy of every client request"},
+    {"max_requests", TR_CONF_INT, "most requests (choices) in flight; more are refused busy "
+                                  "(default 100000)"},
     {NULL, 0, NULL},
 };
 
@@ -130,6 +191,21 @@ static void *s_self_new(tr_actor_t *actor) {
     }
     self->down = calloc((size_t)self->topo->n_actors, 1);
     if (!self->down) goto fail;
+    tr_u64map_init(&self->reqs);
+    tr_buf_init(&self->scratch);
+    self->max_requests = tr_conf_get_int(conf, "max_requests", 100000);
+    self->n_tokenizers = tr_serving_count(self->topo, "tokenizer");
+    self->tokenizers = calloc((size_t)self->n_tokenizers + 1, sizeof *self->tokenizers);
+    if (!self->tokenizers) goto fail;
+    for (int i = 0; i < self->n_tokenizers; i++)
+        self->tokenizers[i] = tr_serving_name(self->topo, "tokenizer", i);
+    self->scheduler = tr_serving_name(self->topo, "scheduler", 0);
+    {   /* rids: this frontend's index in the top bits, so replicated frontends never clash */
+        int me = 0;
+        for (int i = 0; i < self->topo->n_actors; i++)
+            if (strcmp(self->topo->actors[i].name, tr_actor_name(actor)) == 0) me = i;
+        self->next_rid = ((uint64_t)me << 48) + 1;
+    }
     snprintf(self->listen, sizeof self->listen, "%s", self->topo->listen);
     self->sock = zmq_socket(tr_actor_zctx(actor), ZMQ_ROUTER);
     if (!self->sock) goto fail;
@@ -150,8 +226,19 @@ static void *s_self_new(tr_actor_t *actor) {
 fail:
     if (self->sock) zmq_close(self->sock);
     free(self->down);
+    free(self->tokenizers);
     free(self);
     return NULL;
+}
+
+static void s_req_free(s_req_t *r) {
+    tr_buf_fini(&r->toks);
+    tr_buf_fini(&r->text);
+    tr_buf_fini(&r->lp);
+    tr_buf_fini(&r->top);
+    tr_buf_fini(&r->toplp);
+    if (r->group && --r->group->n_open == 0) free(r->group);
+    free(r);
 }
 
 static void s_gather_end(self_t *self, s_gather_t *g);
@@ -163,6 +250,11 @@ static void s_self_destroy(void **self_p) {
         if (self->gathers[i].active) s_gather_end(self, &self->gathers[i]);
     tr_zwatch_stop(loop, &self->sock_w);
     zmq_close(self->sock);
+    for (size_t i = 0; i < self->reqs.cap; i++)
+        if (self->reqs.keys[i]) s_req_free(self->reqs.vals[i]);
+    tr_u64map_fini(&self->reqs);
+    tr_buf_fini(&self->scratch);
+    free(self->tokenizers);
     free(self->down);
     free(self);
     *self_p = NULL;
@@ -181,7 +273,17 @@ static void s_stats(void *self_, msgpack_packer *pk) {
     self_t *self = self_;
     int n_err = 0;
     while (n_err < (int)TR_ARRAY_LEN(self->errors) && self->errors[n_err].count) n_err++;
-    msgpack_pack_map(pk, 5);
+    msgpack_pack_map(pk, 10);
+    tr_pack_cstr(pk, "active");
+    msgpack_pack_uint64(pk, self->reqs.n);
+    tr_pack_cstr(pk, "generate");
+    msgpack_pack_uint64(pk, self->generated);
+    tr_pack_cstr(pk, "finished");
+    msgpack_pack_uint64(pk, self->finished);
+    tr_pack_cstr(pk, "aborted");
+    msgpack_pack_uint64(pk, self->aborted);
+    tr_pack_cstr(pk, "disconnects");
+    msgpack_pack_uint64(pk, self->disconnects);
     tr_pack_cstr(pk, "listen");
     tr_pack_cstr(pk, self->listen);
     tr_pack_cstr(pk, "requests");
@@ -200,14 +302,19 @@ static void s_stats(void *self_, msgpack_packer *pk) {
 
 /* ---- replies to clients ---- */
 
-static void s_send_client(self_t *self, const uint8_t *rid, size_t rid_n, const tr_msg_t *m) {
+static void s_client_gone(self_t *self, const uint8_t *client, size_t client_n);
+
+static int s_send_client(self_t *self, const uint8_t *rid, size_t rid_n, const tr_msg_t *m) {
     int rc = tr_wire_send_routed(self->sock, rid, rid_n, m);
     if (rc == TR_OK) {
         self->replies_out++;
         tr_actor_count_out(self->actor, 1);
-    } else {
-        TR_DEBUG("reply to a client failed (%s): it may have gone", tr_strerror(rc));
+        return TR_OK;
     }
+    int e = zmq_errno();
+    TR_DEBUG("reply to a client failed (%s): it may have gone", tr_strerror(rc));
+    if (rc == TR_EZMQ && e == EHOSTUNREACH) s_client_gone(self, rid, rid_n);
+    return rc;
 }
 
 __attribute__((format(printf, 7, 8))) static void
@@ -394,6 +501,431 @@ static int s_on_peer_down(void *self_, const tr_msg_t *msg) {
     return TR_OK;
 }
 
+
+/* ---- serving: generate, abort, tokenize, model_info ---- */
+
+static void s_id_keep(tr_id_t *dst, char *buf, size_t n, tr_id_t src) {
+    *dst = src;
+    if (src.is_str) {
+        tr_str_copy(src.s, buf, n);
+        dst->s.p = buf;
+    }
+}
+
+static int s_id_eq(const tr_id_t *a, const tr_id_t *b) {
+    if (a->is_str != b->is_str) return 0;
+    if (!a->is_str) return a->i == b->i;
+    return a->s.n == b->s.n && (a->s.n == 0 || memcmp(a->s.p, b->s.p, a->s.n) == 0);
+}
+
+static s_req_t *s_req_new(self_t *self, int kind, const uint8_t *client, size_t client_n,
+                          const tr_id_t *id) {
+    s_req_t *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->rid = self->next_rid++;
+    r->kind = kind;
+    memcpy(r->client, client, client_n);
+    r->client_n = client_n;
+    if (id) {
+        r->has_id = true;
+        s_id_keep(&r->id, r->id_buf, sizeof r->id_buf, *id);
+    }
+    r->arrival_ns = tr_now_ns();
+    if (tr_u64map_put(&self->reqs, r->rid, r) != TR_OK) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void s_req_drop(self_t *self, s_req_t *r) {
+    tr_u64map_del(&self->reqs, r->rid);
+    s_req_free(r);
+}
+
+/* Drops request rid if it is still there: a send to a client that has gone cancels and
+ * drops every request of that client, so after s_send_client look requests up again. */
+static void s_req_done(self_t *self, uint64_t rid) {
+    s_req_t *r = tr_u64map_get(&self->reqs, rid);
+    if (r) s_req_drop(self, r);
+}
+
+static void s_cancel(self_t *self, const s_req_t *r, const char *reason) {
+    tr_msg_t c;
+    tr_msg_init(&c, TR_MSG_CANCEL);
+    TR_MSG_SET(&c, cancel, rids, ((tr_bin_t){(const uint8_t *)&r->rid, 8}));
+    TR_MSG_SET(&c, cancel, reason, tr_str_c(reason));
+    tr_actor_send(self->actor, self->tokenizers[r->tok], &c);
+}
+
+/* The generate choices that belong to (client, id). */
+static int s_find_choices(self_t *self, const uint8_t *client, size_t client_n, const tr_id_t *id,
+                          s_req_t **out, int max) {
+    int n = 0;
+    for (size_t i = 0; i < self->reqs.cap && n < max; i++) {
+        s_req_t *r = self->reqs.keys[i] ? self->reqs.vals[i] : NULL;
+        if (!r || r->kind != R_GENERATE || r->client_n != client_n ||
+            memcmp(r->client, client, client_n) != 0)
+            continue;
+        if (id ? (r->has_id && s_id_eq(&r->id, id)) : 1) out[n++] = r;
+    }
+    return n;
+}
+
+static void s_client_gone(self_t *self, const uint8_t *client, size_t client_n) {
+    s_req_t *rs[256];
+    int n;
+    int any = 0;
+    while ((n = s_find_choices(self, client, client_n, NULL, rs, 256)) > 0) {
+        for (int i = 0; i < n; i++) {
+            s_cancel(self, rs[i], "disconnect");
+            s_req_drop(self, rs[i]);
+        }
+        any = 1;
+    }
+    if (any) {
+        self->disconnects++;
+        TR_INFO("a client went away: its requests are cancelled");
+    }
+}
+
+static void s_generate(self_t *self, const tr_msg_t *msg, const uint8_t *client, size_t client_n) {
+    const tr_msg_generate_t *g = &msg->u.generate;
+    bool has_id = TR_MSG_HAS(msg, generate, id);
+    const tr_id_t *id = has_id ? &g->id : NULL;
+#define REFUSE(field, ...)                                                                 \
+    do {                                                                                   \
+        s_client_error(self, client, client_n, id, "bad_request", field, __VA_ARGS__);     \
+        return;                                                                            \
+    } while (0)
+    bool has_prompt = TR_MSG_HAS(msg, generate, prompt), has_tokens = TR_MSG_HAS(msg, generate, tokens);
+    if (!has_prompt && !has_tokens) REFUSE("prompt", "field 'prompt': give a prompt (or tokens)");
+    if (has_prompt && has_tokens)
+        REFUSE("prompt", "field 'prompt': give prompt or tokens, not both");
+    if (has_prompt && g->prompt.n == 0) REFUSE("prompt", "field 'prompt': the prompt is empty");
+    if (has_tokens && g->tokens.n == 0) REFUSE("tokens", "field 'tokens': the prompt is empty");
+    if (TR_MSG_HAS(msg, generate, max_tokens) && g->max_tokens < 1)
+        REFUSE("max_tokens", "field 'max_tokens': must be at least 1");
+    if (TR_MSG_HAS(msg, generate, temperature) && g->temperature < 0)
+        REFUSE("temperature", "field 'temperature': must be >= 0 (0 = greedy), got %g",
+               g->temperature);
+    if (TR_MSG_HAS(msg, generate, top_p) && !(g->top_p > 0 && g->top_p <= 1))
+        REFUSE("top_p", "field 'top_p': must be in (0, 1], got %g", g->top_p);
+    if (TR_MSG_HAS(msg, generate, min_p) && !(g->min_p >= 0 && g->min_p <= 1))
+        REFUSE("min_p", "field 'min_p': must be in [0, 1], got %g", g->min_p);
+    if (TR_MSG_HAS(msg, generate, n) && g->n < 1) REFUSE("n", "field 'n': must be at least 1");
+    if (!self->n_tokenizers || !self->scheduler) {
+        s_client_error(self, client, client_n, id, "unavailable", NULL,
+                       "this topology has no tokenizer or scheduler");
+        return;
+    }
+    int n = TR_MSG_HAS(msg, generate, n) ? (int)g->n : 1;
+    if (id) {
+        s_req_t *dup[1];
+        if (s_find_choices(self, client, client_n, id, dup, 1))
+            REFUSE("id", "field 'id': a request with this id is still running");
+    }
+#undef REFUSE
+    if ((int64_t)self->reqs.n + n > self->max_requests) {
+        s_client_error(self, client, client_n, id, "busy", NULL,
+                       "%zu requests in flight (frontend.max_requests = %lld)", self->reqs.n,
+                       (long long)self->max_requests);
+        return;
+    }
+    s_group_t *grp = calloc(1, sizeof *grp);
+    if (!grp) {
+        s_client_error(self, client, client_n, id, "internal", NULL, "out of memory");
+        return;
+    }
+    grp->n = n;
+    grp->stream = !TR_MSG_HAS(msg, generate, stream) || g->stream;
+    grp->want_lp = TR_MSG_HAS(msg, generate, logprobs);
+    grp->n_top = grp->want_lp ? (int32_t)g->logprobs : 0;
+    int tok = self->next_tok++ % self->n_tokenizers;
+    uint64_t seed = TR_MSG_HAS(msg, generate, seed) ? (uint64_t)g->seed : tr_realtime_ns();
+    for (int i = 0; i < n; i++) {
+        s_req_t *r = s_req_new(self, R_GENERATE, client, client_n, id);
+        if (!r) {
+            s_client_error(self, client, client_n, id, "internal", NULL, "out of memory");
+            break; /* the choices already sent finish normally */
+        }
+        r->index = i;
+        r->tok = tok;
+        r->group = grp;
+        grp->n_open++;
+        if (i == 0) grp->first_rid = r->rid;
+        tr_msg_t f;
+        tr_msg_init(&f, TR_MSG_GENERATE);
+        f.u.generate = *g;
+        f.present = msg->present & ~(1ull << TR_F_generate_n) & ~(1ull << TR_F_generate_stream);
+        TR_MSG_SET(&f, generate, id, ((tr_id_t){.is_str = false, .i = (int64_t)r->rid}));
+        TR_MSG_SET(&f, generate, seed, (int64_t)((seed + (uint64_t)i) & INT64_MAX));
+        if (tr_actor_send(self->actor, self->tokenizers[tok], &f) != TR_OK) {
+            s_req_drop(self, r);
+            s_client_error(self, client, client_n, id, "unavailable", NULL,
+                           "cannot reach %s", self->tokenizers[tok]);
+            break;
+        }
+        self->generated++;
+    }
+    if (grp->n_open == 0) free(grp);
+}
+
+static void s_abort(self_t *self, const tr_msg_t *msg, const uint8_t *client, size_t client_n) {
+    s_req_t *rs[64];
+    uint64_t rids[64];
+    int n = s_find_choices(self, client, client_n, &msg->u.abort.id, rs, 64);
+    for (int i = 0; i < n; i++) rids[i] = rs[i]->rid;
+    for (int i = 0; i < n; i++) {
+        s_req_t *r = tr_u64map_get(&self->reqs, rids[i]);
+        if (!r) continue;
+        s_cancel(self, r, "abort");
+        tr_msg_t o;
+        tr_msg_init(&o, TR_MSG_OUTPUT);
+        TR_MSG_SET(&o, output, id, r->id);
+        TR_MSG_SET(&o, output, index, r->index);
+        TR_MSG_SET(&o, output, finish_reason, tr_str_c("abort"));
+        if (!r->group->stream) {
+            TR_MSG_SET(&o, output, tokens, tr_buf_i32s(&r->toks));
+            TR_MSG_SET(&o, output, text, ((tr_str_t){(const char *)r->text.p, (uint32_t)r->text.n}));
+        }
+        self->aborted++;
+        s_send_client(self, r->client, r->client_n, &o);
+        s_req_done(self, rids[i]);
+    }
+}
+
+static void s_forward(self_t *self, const tr_msg_t *msg, const uint8_t *client, size_t client_n) {
+    tr_id_t cid;
+    bool has_id = tr_msg_id(msg, &cid);
+    const char *to = msg->type == TR_MSG_TOKENIZE
+                         ? (self->n_tokenizers ? self->tokenizers[self->next_tok++ % self->n_tokenizers] : NULL)
+                         : self->scheduler;
+    if (!to) {
+        s_client_error(self, client, client_n, has_id ? &cid : NULL, "unavailable", NULL,
+                       "this topology has no %s", msg->type == TR_MSG_TOKENIZE ? "tokenizer"
+                                                                                : "scheduler");
+        return;
+    }
+    s_req_t *r = s_req_new(self, msg->type == TR_MSG_TOKENIZE ? R_TOKENIZE : R_MODEL_INFO,
+                           client, client_n, has_id ? &cid : NULL);
+    if (!r) {
+        s_client_error(self, client, client_n, has_id ? &cid : NULL, "internal", NULL,
+                       "out of memory");
+        return;
+    }
+    tr_msg_t f = *msg;
+    f.zone = NULL;
+    tr_id_t rid = {.is_str = false, .i = (int64_t)r->rid};
+    if (msg->type == TR_MSG_TOKENIZE) TR_MSG_SET(&f, tokenize, id, rid);
+    else TR_MSG_SET(&f, model_info, id, rid);
+    if (tr_actor_send(self->actor, to, &f) != TR_OK) {
+        s_req_drop(self, r);
+        s_client_error(self, client, client_n, has_id ? &cid : NULL, "unavailable", NULL,
+                       "cannot reach %s", to);
+    }
+}
+
+/* The request an actor's reply is about (its id is our rid), or NULL. */
+static s_req_t *s_req_of(self_t *self, const tr_id_t *id) {
+    if (id->is_str || id->i <= 0) return NULL;
+    return tr_u64map_get(&self->reqs, (uint64_t)id->i);
+}
+
+static int s_on_reply(void *self_, const tr_msg_t *msg) {
+    self_t *self = self_;
+    tr_id_t id;
+    if (!tr_msg_id(msg, &id)) return TR_OK;
+    s_req_t *r = s_req_of(self, &id);
+    if (!r || r->kind == R_GENERATE) return TR_OK;
+    tr_msg_t f = *msg;
+    f.zone = NULL;
+    f.from = (tr_str_t){NULL, 0};
+    if (msg->type == TR_MSG_TOKENIZE) {
+        f.present &= ~(1ull << TR_F_tokenize_id);
+        if (r->has_id) TR_MSG_SET(&f, tokenize, id, r->id);
+    } else {
+        f.present &= ~((1ull << TR_F_model_info_id) | (1ull << TR_F_model_info_rank));
+        if (r->has_id) TR_MSG_SET(&f, model_info, id, r->id);
+    }
+    uint64_t rid = r->rid;
+    s_send_client(self, r->client, r->client_n, &f);
+    s_req_done(self, rid);
+    return TR_OK;
+}
+
+static int s_on_error(void *self_, const tr_msg_t *msg) {
+    self_t *self = self_;
+    const tr_msg_error_t *e = &msg->u.error;
+    s_req_t *r = TR_MSG_HAS(msg, error, id) ? s_req_of(self, &e->id) : NULL;
+    if (!r) {
+        TR_WARN("%.*s: %.*s: %.*s", (int)msg->from.n, msg->from.p, (int)e->code.n, e->code.p,
+                (int)e->message.n, e->message.p);
+        return TR_OK;
+    }
+    char code[32], field[128], text[4097];
+    tr_str_copy(e->code, code, sizeof code);
+    tr_str_copy(TR_MSG_HAS(msg, error, field) ? e->field : (tr_str_t){NULL, 0}, field, sizeof field);
+    tr_str_copy(e->message, text, sizeof text);
+    s_count_error(self, code);
+    if (r->kind != R_GENERATE || !r->group->sent) {
+        /* nothing streamed yet: the request (every choice) ends with one error */
+        tr_msg_t m;
+        tr_msg_init_error(&m, r->has_id ? &r->id : NULL, code, field[0] ? field : NULL, text);
+        uint64_t rid = r->rid;
+        s_send_client(self, r->client, r->client_n, &m);
+        if (!(r = tr_u64map_get(&self->reqs, rid))) return TR_OK;
+        if (r->kind == R_GENERATE) {
+            s_req_t *rs[64];
+            int n = s_find_choices(self, r->client, r->client_n, r->has_id ? &r->id : NULL, rs, 64);
+            for (int i = 0; i < n; i++) {
+                if (rs[i] == r || rs[i]->group != r->group) continue;
+                s_cancel(self, rs[i], "error");
+                s_req_drop(self, rs[i]);
+            }
+        }
+        s_req_drop(self, r);
+        return TR_OK;
+    }
+    tr_msg_t o;
+    tr_msg_init(&o, TR_MSG_OUTPUT);
+    TR_MSG_SET(&o, output, id, r->id);
+    TR_MSG_SET(&o, output, index, r->index);
+    TR_MSG_SET(&o, output, finish_reason, tr_str_c("error"));
+    TR_MSG_SET(&o, output, error, tr_str_c(text));
+    uint64_t rid = r->rid;
+    s_send_client(self, r->client, r->client_n, &o);
+    s_req_done(self, rid);
+    return TR_OK;
+}
+
+/* Packs {prompt_tokens, completion_tokens} and the metrics of a finished choice. */
+static void s_pack_final(self_t *self, s_req_t *r, int32_t prompt, int64_t queue_us,
+                         msgpack_sbuffer *usage, msgpack_sbuffer *metrics) {
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, usage, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    tr_pack_cstr(&pk, "prompt_tokens");
+    msgpack_pack_int32(&pk, prompt);
+    tr_pack_cstr(&pk, "completion_tokens");
+    msgpack_pack_int64(&pk, r->n_out);
+    uint64_t now = tr_now_ns();
+    double e2e = (double)(now - r->arrival_ns) / 1e6;
+    double ttft = r->first_ns ? (double)(r->first_ns - r->arrival_ns) / 1e6 : e2e;
+    double tpot = r->n_out > 1 ? (double)(now - r->first_ns) / 1e6 / (double)(r->n_out - 1) : 0;
+    msgpack_packer_init(&pk, metrics, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    tr_pack_cstr(&pk, "queue_ms");
+    msgpack_pack_double(&pk, (double)queue_us / 1e3);
+    tr_pack_cstr(&pk, "ttft_ms");
+    msgpack_pack_double(&pk, ttft);
+    tr_pack_cstr(&pk, "tpot_ms");
+    msgpack_pack_double(&pk, tpot);
+    tr_pack_cstr(&pk, "e2e_ms");
+    msgpack_pack_double(&pk, e2e);
+}
+
+static int s_on_deltas(void *self_, const tr_msg_t *msg) {
+    self_t *self = self_;
+    const tr_msg_deltas_t *d = &msg->u.deltas;
+    int64_t n = tr_bin_count(d->rids, 8);
+    if (n < 0 || d->n_tokens.n != n || d->finish.n != n ||
+        (TR_MSG_HAS(msg, deltas, text_len) && d->text_len.n != n)) {
+        TR_WARN("malformed deltas from %.*s", (int)msg->from.n, msg->from.p);
+        return TR_EINVAL;
+    }
+    int64_t n_lp = tr_bin_count(d->logprobs, 4), n_toplp = tr_bin_count(d->top_logprobs, 4);
+    uint32_t tok_off = 0, top_off = 0, text_off = 0;
+    uint64_t now = tr_now_ns();
+    for (uint32_t i = 0; i < (uint32_t)n; i++) {
+        int32_t nt = tr_i32s_at(d->n_tokens, i);
+        int32_t n_top = TR_MSG_HAS(msg, deltas, n_top) ? tr_i32s_at(d->n_top, i) : 0;
+        int32_t tl = TR_MSG_HAS(msg, deltas, text_len) ? tr_i32s_at(d->text_len, i) : 0;
+        if (nt < 0 || tl < 0 || tok_off + (uint32_t)nt > d->tokens.n ||
+            text_off + (uint32_t)tl > d->text.n)
+            break;
+        uint32_t my_tok = tok_off, my_top = top_off, my_text = text_off;
+        tok_off += (uint32_t)nt;
+        text_off += (uint32_t)tl;
+        if (n_top > 0) top_off += (uint32_t)(n_top * nt);
+        s_req_t *r = tr_u64map_get(&self->reqs, (uint64_t)tr_bin_i64(d->rids, i));
+        if (!r || r->kind != R_GENERATE) continue; /* aborted or gone */
+        s_group_t *grp = r->group;
+        if (nt > 0 && !r->first_ns) r->first_ns = now;
+        r->n_out += nt;
+        int32_t fin = tr_i32s_at(d->finish, i);
+        tr_i32s_t toks = {d->tokens.p + 4 * (size_t)my_tok, (uint32_t)nt};
+        tr_str_t text = {(const char *)d->text.p + my_text, (uint32_t)tl};
+        bool lp_ok = grp->want_lp && n_lp >= (int64_t)(my_tok + (uint32_t)nt);
+        tr_bin_t lp = {lp_ok ? d->logprobs.p + 4 * (size_t)my_tok : NULL, lp_ok ? 4 * (uint32_t)nt : 0};
+        bool top_ok = grp->n_top > 0 && n_top == grp->n_top &&
+                      my_top + (uint32_t)(n_top * nt) <= d->top_tokens.n &&
+                      n_toplp >= (int64_t)(my_top + (uint32_t)(n_top * nt));
+        tr_i32s_t top = {top_ok ? d->top_tokens.p + 4 * (size_t)my_top : NULL,
+                         top_ok ? (uint32_t)(n_top * nt) : 0};
+        tr_bin_t toplp = {top_ok ? d->top_logprobs.p + 4 * (size_t)my_top : NULL,
+                          top_ok ? 4 * (uint32_t)(n_top * nt) : 0};
+        if (!grp->stream) { /* keep it for the one final message */
+            tr_buf_put(&r->toks, toks.p, 4 * (size_t)toks.n);
+            tr_buf_put(&r->text, text.p, text.n);
+            if (lp_ok) tr_buf_put(&r->lp, lp.p, lp.n);
+            if (top_ok) {
+                tr_buf_put(&r->top, top.p, 4 * (size_t)top.n);
+                tr_buf_put(&r->toplp, toplp.p, toplp.n);
+            }
+            if (fin == TR_FINISH_NONE) continue;
+            toks = tr_buf_i32s(&r->toks);
+            text = (tr_str_t){(const char *)r->text.p, (uint32_t)r->text.n};
+            lp = tr_buf_bin(&r->lp);
+            top = tr_buf_i32s(&r->top);
+            toplp = tr_buf_bin(&r->toplp);
+        }
+        tr_msg_t o;
+        tr_msg_init(&o, TR_MSG_OUTPUT);
+        TR_MSG_SET(&o, output, id,
+                   r->has_id ? r->id : ((tr_id_t){.is_str = false, .i = (int64_t)grp->first_rid}));
+        TR_MSG_SET(&o, output, index, r->index);
+        TR_MSG_SET(&o, output, tokens, toks);
+        TR_MSG_SET(&o, output, text, text);
+        if (grp->want_lp) TR_MSG_SET(&o, output, logprobs, lp);
+        if (grp->n_top > 0) {
+            TR_MSG_SET(&o, output, top_tokens, top);
+            TR_MSG_SET(&o, output, top_logprobs, toplp);
+        }
+        msgpack_sbuffer usage, metrics, stop;
+        msgpack_sbuffer_init(&usage);
+        msgpack_sbuffer_init(&metrics);
+        msgpack_sbuffer_init(&stop);
+        if (fin != TR_FINISH_NONE) {
+            const char *why = tr_finish_name(fin);
+            TR_MSG_SET(&o, output, finish_reason, tr_str_c(why ? why : "error"));
+            int32_t prompt = d->prompt_tokens.n > i ? tr_i32s_at(d->prompt_tokens, i) : 0;
+            int64_t queue = tr_bin_count(d->queue_us, 8) > (int64_t)i ? tr_bin_i64(d->queue_us, i) : 0;
+            s_pack_final(self, r, prompt, queue, &usage, &metrics);
+            TR_MSG_SET(&o, output, usage, ((tr_any_t){NULL, usage.data, usage.size}));
+            TR_MSG_SET(&o, output, metrics, ((tr_any_t){NULL, metrics.data, metrics.size}));
+            int32_t stop_tok = d->stop_token.n > i ? tr_i32s_at(d->stop_token, i) : -1;
+            if (fin == TR_FINISH_STOP && stop_tok >= 0) {
+                msgpack_packer pk;
+                msgpack_packer_init(&pk, &stop, msgpack_sbuffer_write);
+                msgpack_pack_int32(&pk, stop_tok);
+                TR_MSG_SET(&o, output, stop_reason, ((tr_any_t){NULL, stop.data, stop.size}));
+            }
+        }
+        grp->sent = true;
+        uint64_t rid = r->rid;
+        s_send_client(self, r->client, r->client_n, &o);
+        if (fin != TR_FINISH_NONE) {
+            self->finished++;
+            s_req_done(self, rid);
+        }
+        msgpack_sbuffer_destroy(&usage);
+        msgpack_sbuffer_destroy(&metrics);
+        msgpack_sbuffer_destroy(&stop);
+    }
+    return TR_OK;
+}
+
 /* ---- client socket ---- */
 
 static void s_tap(self_t *self, const uint8_t *rid, size_t rid_n, size_t size,
@@ -438,21 +970,20 @@ static void s_client_message(self_t *self, const uint8_t *rid, size_t rid_n, con
         return;
     }
     const char *error_code = NULL;
-    tr_id_t id;
     switch (msg.type) {
     case TR_MSG_HEALTH:
     case TR_MSG_STATS:
         s_gather_start(self, &msg, rid, rid_n);
         break;
     case TR_MSG_GENERATE:
+        s_generate(self, &msg, rid, rid_n);
+        break;
     case TR_MSG_ABORT:
+        s_abort(self, &msg, rid, rid_n);
+        break;
     case TR_MSG_TOKENIZE:
     case TR_MSG_MODEL_INFO:
-        error_code = "unavailable";
-        s_client_error(self, rid, rid_n, tr_msg_id(&msg, &id) ? &id : NULL, error_code, NULL,
-                       "'%s' is not served yet: this build has no serving path "
-                       "(tokenizer/scheduler/executor)",
-                       tr_msg_type_name(msg.type));
+        s_forward(self, &msg, rid, rid_n);
         break;
     default:
         error_code = "unknown_type";

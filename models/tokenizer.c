@@ -2153,3 +2153,69 @@ tr_tokenizer_t *tr_tokenizer_new(const char *path, int *status, char *err, size_
     }
     return tr_tokenizer_new_llama2c(path, 0, status, err, err_size);
 }
+
+/* ---- the tokenizer that goes with a model ---- */
+
+/* vocab_size from a llama2.c checkpoint's header (legacy v0 or version 1), or -1. */
+static int32_t s_llama2c_vocab(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    int32_t h[9] = {0};
+    size_t n = fread(h, 4, 9, f);
+    fclose(f);
+    if (n < 7) return -1;
+    int v1 = (uint32_t)h[0] == 0x616b3432u; /* "ak42" */
+    if (v1 && n < 9) return -1;
+    int32_t vocab = h[v1 ? 7 : 5];
+    return vocab < 0 ? -vocab : vocab;
+}
+
+tr_tokenizer_t *tr_tokenizer_for_model(const char *model_path, int *status, char *err,
+                                       size_t err_size) {
+    struct stat stt;
+    if (stat(model_path, &stt) != 0) {
+        int e = errno;
+        if (status) *status = e == ENOENT ? TR_ENOENT : TR_EIO;
+        tr_tok_impl_fail(err, err_size, 0, "%s: %s", model_path, strerror(e));
+        return NULL;
+    }
+    char magic[4] = {0};
+    FILE *f = S_ISDIR(stt.st_mode) ? NULL : fopen(model_path, "rb");
+    if (f) {
+        if (fread(magic, 1, 4, f) != 4) memset(magic, 0, 4);
+        fclose(f);
+    }
+    if (S_ISDIR(stt.st_mode) || s_ends_with(model_path, ".gguf") || memcmp(magic, "GGUF", 4) == 0) {
+        if (!S_ISDIR(stt.st_mode) && !s_ends_with(model_path, ".gguf")) {
+            tr_gguf_t *g = tr_gguf_new(model_path, status, err, err_size);
+            if (!g) return NULL;
+            tr_tokenizer_t *t = tr_tokenizer_new_gguf(g, status, err, err_size);
+            tr_gguf_destroy(&g);
+            return t;
+        }
+        return tr_tokenizer_new(model_path, status, err, err_size);
+    }
+    int32_t vocab = s_llama2c_vocab(model_path);
+    if (vocab <= 0) {
+        if (status) *status = TR_EPROTO;
+        tr_tok_impl_fail(err, err_size, 0, "%s: not an HF directory, a GGUF or a llama2.c checkpoint",
+                         model_path);
+        return NULL;
+    }
+    char dir[4096], cand[4200];
+    snprintf(dir, sizeof dir, "%s", model_path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    else snprintf(dir, sizeof dir, ".");
+    snprintf(cand, sizeof cand, "%s/tok%d.bin", dir, (int)vocab);
+    if (stat(cand, &stt) != 0) snprintf(cand, sizeof cand, "%s/tokenizer.bin", dir);
+    if (stat(cand, &stt) != 0) {
+        if (status) *status = TR_ENOENT;
+        tr_tok_impl_fail(err, err_size, 0,
+                         "%s: a llama2.c checkpoint needs its tokenizer beside it "
+                         "(%s/tok%d.bin or %s/tokenizer.bin)",
+                         model_path, dir, (int)vocab, dir);
+        return NULL;
+    }
+    return tr_tokenizer_new_llama2c(cand, vocab, status, err, err_size);
+}

@@ -121,6 +121,12 @@ tr_tokenizer_t *tr_tokenizer_new_gguf(const tr_gguf_t *gguf, int *status, char *
 tr_tokenizer_t *tr_tokenizer_new_llama2c(const char *path, int32_t n_vocab, int *status, char *err,
                                          size_t err_size);
 
+/* The tokenizer that goes with a model path as tr_model_load takes it: an HF directory's
+ * tokenizer.json, a GGUF's embedded vocabulary, or for a llama2.c checkpoint the
+ * tok<vocab_size>.bin or tokenizer.bin beside it. */
+tr_tokenizer_t *tr_tokenizer_for_model(const char *model_path, int *status, char *err,
+                                       size_t err_size);
+
 /* Frees *self_p and sets it to NULL; NULL-safe. Streams created from it must be gone. */
 void tr_tokenizer_destroy(tr_tokenizer_t **self_p);
 
