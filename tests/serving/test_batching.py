@@ -5,7 +5,7 @@ A real `troupe serve` with the bundled stories260K model; the Python client pack
 import asyncio
 import random
 
-from serving_util import PROMPTS, AsyncClient, Client, first_diff, serve, wait_kv_free
+from serving_util import PROMPTS, AsyncClient, Client, actor_counters, first_diff, serve, wait_kv_free
 from tap import diag, done_testing, ok
 
 MAX = 48
@@ -28,7 +28,7 @@ async def concurrent(endpoint, staggered=False, streams=False):
     async with AsyncClient(endpoint, timeout=120) as c:
         async def one(p):
             if staggered:
-                await asyncio.sleep(rnd.random() * 0.3)
+                await asyncio.sleep(rnd.random() * 0.015)  # a request lasts ~10-30 ms here
             if streams:
                 return await c.stream(p, max_tokens=MAX, temperature=0, ignore_eos=True).result()
             return await c.generate(p, max_tokens=MAX, temperature=0, ignore_eos=True)
@@ -44,10 +44,18 @@ with serve() as srv:
     again = [c.generate(p, max_tokens=MAX, temperature=0, ignore_eos=True) for p in PROMPTS[:4]]
     compare('alone twice (determinism)', alone[:4], again)
 
-    compare('16 concurrent generates (AsyncClient, one socket)', alone, asyncio.run(concurrent(srv.endpoint)))
-    compare('16 concurrent streams', alone, asyncio.run(concurrent(srv.endpoint, streams=True)))
-    compare('16 staggered arrivals (joining a running batch)', alone,
-            asyncio.run(concurrent(srv.endpoint, staggered=True)))
+    def steps():
+        return actor_counters(c.stats(), 'scheduler').get('steps', 0)
+
+    for what, kw in (('16 concurrent generates (AsyncClient, one socket)', {}),
+                     ('16 concurrent streams', dict(streams=True)),
+                     ('16 staggered arrivals (joining a running batch)', dict(staggered=True))):
+        s0 = steps()
+        got = asyncio.run(concurrent(srv.endpoint, **kw))
+        n_steps = steps() - s0
+        compare(what, alone, got)
+        ok(0 < n_steps < len(PROMPTS) * MAX,
+           '  they were batched: %d scheduler steps for %d tokens' % (n_steps, len(PROMPTS) * MAX))
 
     st = c.stats()
     sch = st['actors'].get('scheduler', {}).get('actor', {})
