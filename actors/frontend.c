@@ -74,6 +74,8 @@ typedef struct {
     bool stream, want_lp;
     int32_t n_top;
     uint64_t first_rid;
+    char **stops;                    /* owned: the stop strings, for stop_reason */
+    int n_stops;
 } s_group_t;
 
 /* One internal request: a choice of a generate, or a tokenize / model_info in flight. */
@@ -90,6 +92,7 @@ typedef struct {
     s_group_t *group;                /* shared by the choices (owned by the last one) */
     uint64_t arrival_ns, first_ns;
     int64_t n_out;                   /* tokens received */
+    int32_t n_prompt;                /* prompt tokens, once the scheduler has said */
     /* stream = false: everything so far */
     tr_buf_t toks, text, lp, top, toplp;
 } s_req_t;
@@ -237,7 +240,11 @@ static void s_req_free(s_req_t *r) {
     tr_buf_fini(&r->lp);
     tr_buf_fini(&r->top);
     tr_buf_fini(&r->toplp);
-    if (r->group && --r->group->n_open == 0) free(r->group);
+    if (r->group && --r->group->n_open == 0) {
+        for (int i = 0; i < r->group->n_stops; i++) free(r->group->stops[i]);
+        free(r->group->stops);
+        free(r->group);
+    }
     free(r);
 }
 
@@ -641,6 +648,16 @@ static void s_generate(self_t *self, const tr_msg_t *msg, const uint8_t *client,
     grp->stream = !TR_MSG_HAS(msg, generate, stream) || g->stream;
     grp->want_lp = TR_MSG_HAS(msg, generate, logprobs);
     grp->n_top = grp->want_lp ? (int32_t)g->logprobs : 0;
+    if (TR_MSG_HAS(msg, generate, stop) && g->stop.n) {
+        grp->stops = calloc(g->stop.n, sizeof *grp->stops);
+        for (uint32_t i = 0; grp->stops && i < g->stop.n; i++) {
+            tr_str_t st = tr_strs_at(g->stop, i);
+            if (!st.n) continue; /* the tokenizer skips empty ones: keep the indices alike */
+            grp->stops[grp->n_stops] = malloc(st.n + 1);
+            if (grp->stops[grp->n_stops]) tr_str_copy(st, grp->stops[grp->n_stops], st.n + 1);
+            grp->n_stops++;
+        }
+    }
     int tok = self->next_tok++ % self->n_tokenizers;
     uint64_t seed = TR_MSG_HAS(msg, generate, seed) ? (uint64_t)g->seed : tr_realtime_ns();
     for (int i = 0; i < n; i++) {
@@ -668,8 +685,15 @@ static void s_generate(self_t *self, const tr_msg_t *msg, const uint8_t *client,
         }
         self->generated++;
     }
-    if (grp->n_open == 0) free(grp);
+    if (grp->n_open == 0) {
+        for (int i = 0; i < grp->n_stops; i++) free(grp->stops[i]);
+        free(grp->stops);
+        free(grp);
+    }
 }
+
+static void s_pack_final(self_t *self, s_req_t *r, int32_t prompt, int64_t queue_us,
+                         msgpack_sbuffer *usage, msgpack_sbuffer *metrics);
 
 static void s_abort(self_t *self, const tr_msg_t *msg, const uint8_t *client, size_t client_n) {
     s_req_t *rs[64];
@@ -685,12 +709,20 @@ static void s_abort(self_t *self, const tr_msg_t *msg, const uint8_t *client, si
         TR_MSG_SET(&o, output, id, r->id);
         TR_MSG_SET(&o, output, index, r->index);
         TR_MSG_SET(&o, output, finish_reason, tr_str_c("abort"));
+        msgpack_sbuffer usage, metrics;
+        msgpack_sbuffer_init(&usage);
+        msgpack_sbuffer_init(&metrics);
+        s_pack_final(self, r, r->n_prompt, 0, &usage, &metrics);
+        TR_MSG_SET(&o, output, usage, ((tr_any_t){NULL, usage.data, usage.size}));
+        TR_MSG_SET(&o, output, metrics, ((tr_any_t){NULL, metrics.data, metrics.size}));
         if (!r->group->stream) {
             TR_MSG_SET(&o, output, tokens, tr_buf_i32s(&r->toks));
             TR_MSG_SET(&o, output, text, ((tr_str_t){(const char *)r->text.p, (uint32_t)r->text.n}));
         }
         self->aborted++;
         s_send_client(self, r->client, r->client_n, &o);
+        msgpack_sbuffer_destroy(&usage);
+        msgpack_sbuffer_destroy(&metrics);
         s_req_done(self, rids[i]);
     }
 }
@@ -852,6 +884,7 @@ static int s_on_deltas(void *self_, const tr_msg_t *msg) {
         if (!r || r->kind != R_GENERATE) continue; /* aborted or gone */
         s_group_t *grp = r->group;
         if (nt > 0 && !r->first_ns) r->first_ns = now;
+        if (d->prompt_tokens.n > i) r->n_prompt = tr_i32s_at(d->prompt_tokens, i);
         r->n_out += nt;
         int32_t fin = tr_i32s_at(d->finish, i);
         tr_i32s_t toks = {d->tokens.p + 4 * (size_t)my_tok, (uint32_t)nt};
@@ -905,12 +938,16 @@ static int s_on_deltas(void *self_, const tr_msg_t *msg) {
             TR_MSG_SET(&o, output, usage, ((tr_any_t){NULL, usage.data, usage.size}));
             TR_MSG_SET(&o, output, metrics, ((tr_any_t){NULL, metrics.data, metrics.size}));
             int32_t stop_tok = d->stop_token.n > i ? tr_i32s_at(d->stop_token, i) : -1;
-            if (fin == TR_FINISH_STOP && stop_tok >= 0) {
-                msgpack_packer pk;
-                msgpack_packer_init(&pk, &stop, msgpack_sbuffer_write);
+            int32_t stop_str = d->stop_str.n > i ? tr_i32s_at(d->stop_str, i) : -1;
+            msgpack_packer pk;
+            msgpack_packer_init(&pk, &stop, msgpack_sbuffer_write);
+            if (fin == TR_FINISH_STOP && stop_str >= 0 && stop_str < grp->n_stops &&
+                grp->stops[stop_str])
+                tr_pack_cstr(&pk, grp->stops[stop_str]);
+            else if (fin == TR_FINISH_STOP && stop_tok >= 0)
                 msgpack_pack_int32(&pk, stop_tok);
+            if (stop.size)
                 TR_MSG_SET(&o, output, stop_reason, ((tr_any_t){NULL, stop.data, stop.size}));
-            }
         }
         grp->sent = true;
         uint64_t rid = r->rid;

@@ -313,9 +313,10 @@ static int s_tok_index(self_t *self, tr_str_t from) {
 __attribute__((format(printf, 5, 6))) static void
 s_request_error(self_t *self, uint64_t rid, int tok, const char *field, const char *fmt, ...) {
     char text[512];
+    int k = field ? snprintf(text, sizeof text, "field '%s': ", field) : 0;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
+    vsnprintf(text + k, sizeof text - (size_t)k, fmt, ap);
     va_end(ap);
     tr_id_t id = {.is_str = false, .i = (int64_t)rid};
     tr_msg_t e;

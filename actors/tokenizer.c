@@ -32,6 +32,7 @@ typedef struct {
     size_t *stop_lens;
     int n_stops;
     size_t max_stop;           /* longest stop string in bytes */
+    bool from_tokens;          /* the client gave ids, not text */
     tr_tok_text_t held;        /* decoded, not yet emitted */
 } s_req_t;
 
@@ -192,7 +193,7 @@ static int s_on_generate(void *self_, const tr_msg_t *msg) {
     if (has_prompt) {
         if (g->prompt.n == 0)
             return tr_actor_reply_error(self->actor, msg, "bad_request", "prompt",
-                                        "the prompt is empty");
+                                        "field 'prompt': the prompt is empty");
         uint64_t t0 = tr_now_ns();
         int rc = tr_tokenizer_encode(self->tok, g->prompt.p, g->prompt.n,
                                      TR_TOK_ADD_SPECIAL | TR_TOK_PARSE_SPECIAL, ids);
@@ -212,7 +213,8 @@ static int s_on_generate(void *self_, const tr_msg_t *msg) {
             int32_t t = tr_i32s_at(g->tokens, i);
             if (t < 0 || t >= V)
                 return tr_actor_reply_error(self->actor, msg, "bad_request", "tokens",
-                                            "token id %d at position %u is outside the "
+                                            "field 'tokens': token id %d at position %u is "
+                                            "outside the "
                                             "vocabulary (0..%d)",
                                             t, i, V - 1);
         }
@@ -220,6 +222,7 @@ static int s_on_generate(void *self_, const tr_msg_t *msg) {
     s_req_t *r = calloc(1, sizeof *r);
     if (!r) goto oom;
     r->rid = rid;
+    r->from_tokens = has_tokens;
     tr_str_copy(msg->from, r->frontend, sizeof r->frontend);
     tr_tok_text_init(&r->held);
     r->stream = tr_tok_stream_new(self->tok, 0);
@@ -312,6 +315,17 @@ static int s_on_error(void *self_, const tr_msg_t *msg) {
     tr_msg_init(&f, TR_MSG_ERROR);
     f.u.error = *e;
     f.present = msg->present;
+    /* the scheduler sees ids only: a prompt the client gave as ids is field 'tokens' */
+    char text[4200];
+    if (r->from_tokens && TR_MSG_HAS(msg, error, field) && tr_str_eq(e->field, "prompt")) {
+        const char *pre = "field 'prompt': ";
+        size_t k = strlen(pre);
+        tr_str_t m = e->message;
+        if (m.n >= k && memcmp(m.p, pre, k) == 0) m = (tr_str_t){m.p + k, m.n - (uint32_t)k};
+        snprintf(text, sizeof text, "field 'tokens': %.*s", (int)m.n, m.p);
+        f.u.error.field = tr_str_c("tokens");
+        f.u.error.message = tr_str_c(text);
+    }
     tr_actor_send(self->actor, r->frontend, &f);
     s_req_drop(self, r->rid);
     return TR_OK;

@@ -75,9 +75,35 @@ with Server([]) as srv:
                 field='id')
     check_error(c, [pack({'type': 'health', 'id': {'a': 1}})], 'bad_request', 'id of the wrong type',
                 field='id')
-    check_error(c, [pack({'type': 'generate', 'id': 'g5', 'prompt': 'hi', 'mystery': 1})],
-                'unavailable', 'generate with an unknown extra field (ignored) is not served yet',
-                id_='g5')
+    r = c.request({'type': 'generate', 'id': 'g5', 'prompt': 'hi', 'mystery': 1, 'stream': False,
+                   'max_tokens': 3})
+    ok(r.get('type') == 'output' and r.get('id') == 'g5' and r.get('finish_reason') in ('length', 'stop'),
+       'generate with an unknown extra field (ignored) is served: %s' % r)
+    # the serving checks that happen before any work: each names its field
+    for req, field, what in [
+            ({'prompt': ''}, 'prompt', 'an empty prompt'),
+            ({'tokens': []}, 'tokens', 'an empty token list'),
+            ({}, 'prompt', 'neither prompt nor tokens'),
+            ({'prompt': 'a', 'tokens': [1]}, 'prompt', 'both prompt and tokens'),
+            ({'prompt': 'a', 'max_tokens': 0}, 'max_tokens', 'max_tokens 0'),
+            ({'prompt': 'a', 'max_tokens': 10 ** 9}, 'max_tokens', 'max_tokens beyond the schema limit'),
+            ({'prompt': 'a', 'max_tokens': 100000}, 'max_tokens', 'max_tokens beyond the context'),
+            ({'prompt': 'a', 'temperature': -0.5}, 'temperature', 'a negative temperature'),
+            ({'prompt': 'a', 'top_p': 0}, 'top_p', 'top_p 0'),
+            ({'prompt': 'a', 'top_p': 1.5}, 'top_p', 'top_p above 1'),
+            ({'prompt': 'a', 'min_p': 2}, 'min_p', 'min_p above 1'),
+            ({'prompt': 'a', 'n': 0}, 'n', 'n 0'),
+            ({'prompt': 'a', 'stop': 'x'}, 'stop', 'stop as a string, not a list'),
+            ({'prompt': 'a', 'seed': 'x'}, 'seed', 'a string seed'),
+            ({'tokens': [1, 100000]}, 'tokens', 'a token id outside the vocabulary'),
+            ({'prompt': 'once ' * 600}, 'prompt', 'a prompt over the context length')]:
+        m = {'type': 'generate', 'id': 'bad'}
+        m.update(req)
+        check_error(c, [pack(m)], 'bad_request', 'generate with %s' % what, field=field, id_='bad')
+    r = c.request({'type': 'generate', 'id': 'after', 'prompt': 'Once', 'stream': False,
+                   'max_tokens': 2, 'temperature': 0})
+    ok(r.get('type') == 'output' and r.get('usage', {}).get('completion_tokens') == 2,
+       'a good request after the bad ones is served: %s' % r)
     check_error(c, [pack({'type': 'health'}), pack({'type': 'health'})], 'bad_request',
                 'two frames in one message')
     big = pack({'type': 'generate', 'prompt': 'x'}) + b'\0' * (64 * 1024 * 1024)
