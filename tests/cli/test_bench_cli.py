@@ -1,4 +1,4 @@
-"""`troupe bench` against tests/mock_server.py: closed and open loop, the JSON's fields and
+"""`troupe bench` against tests/mock_frontend.py: closed and open loop, the JSON's fields and
 their consistency, errors counted (not fatal), goodput, prompt files, timeouts, and
 tools/plot_bench.py over the JSON."""
 import json
@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 
 from harness import BIN, ROOT
-from mock_server import MockServer
+from mock_frontend import MockServer
 from tap import diag, done_testing, ok, skip
 
 TMP = tempfile.mkdtemp(prefix='troupe-bench-test-')

@@ -1,4 +1,4 @@
-"""`troupe client` against tests/mock_server.py: streamed text, summary, --json, errors,
+"""`troupe client` against tests/mock_frontend.py: streamed text, summary, --json, errors,
 timeouts, Ctrl-C (abort, then exit 130)."""
 import json
 import os
@@ -7,7 +7,7 @@ import subprocess
 import time
 
 from harness import BIN
-from mock_server import MockServer
+from mock_frontend import MockServer
 from tap import diag, done_testing, ok
 
 

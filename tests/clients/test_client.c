@@ -1,7 +1,7 @@
 /*  tests/clients/test_client.c - the C client library (clients/c/client.h).
  *
  *  Part 1 checks what tr_client_generate puts on the wire: a ROUTER on inproc:// in this
- *  process receives the request and decodes it. Part 2 talks to tests/mock_server.py (a
+ *  process receives the request and decodes it. Part 2 talks to tests/mock_frontend.py (a
  *  pyzmq stand-in for the frontend, started as a child process): streamed outputs, stop
  *  strings, stream=false, requests in flight together, abort, errors, timeouts.        */
 #include <math.h>
@@ -100,7 +100,7 @@ static void s_test_wire(void) {
     ok(tr_client_new(NULL, "nonsense://x") == NULL, "a malformed endpoint: NULL");
 }
 
-/* ---- part 2: against tests/mock_server.py ---- */
+/* ---- part 2: against tests/mock_frontend.py ---- */
 
 static FILE *s_mock;
 static pid_t s_mock_pid;
@@ -114,7 +114,7 @@ static int s_start_mock(char *endpoint, size_t n) {
         snprintf(py, sizeof py, "%s/.venv/bin/python", root);
         if (access(py, X_OK) != 0) snprintf(py, sizeof py, "python3");
     }
-    snprintf(cmd, sizeof cmd, "'%s' -u '%s/tests/mock_server.py' --token-ms 1 --ttft-ms 2", py, root);
+    snprintf(cmd, sizeof cmd, "'%s' -u '%s/tests/mock_frontend.py' --token-ms 1 --ttft-ms 2", py, root);
     s_mock = popen(cmd, "r");
     if (!s_mock) return -1;
     char line[512];
@@ -166,7 +166,7 @@ static int s_collect(tr_client_t *c, int64_t id, char *buf, size_t bufsize, char
 static void s_test_mock(void) {
     char ep[256];
     if (s_start_mock(ep, sizeof ep) != 0) {
-        skip("tests/mock_server.py did not start (no python with pyzmq?)");
+        skip("tests/mock_frontend.py did not start (no python with pyzmq?)");
         s_stop_mock();
         return;
     }

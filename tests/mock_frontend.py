@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """A stand-in troupe frontend for client tests: a ROUTER speaking the client protocol.
 
-    python tests/mock_server.py [--endpoint tcp://127.0.0.1:0] [--token-ms 2] [--error-every K]
+(A separate program, for clients in any language and for the CLI; the Python client
+package's tests use the in-process tests/clients/mock_server.py instead.)
+
+    python tests/mock_frontend.py [--endpoint tcp://127.0.0.1:0] [--token-ms 2] [--error-every K]
 
 Prints "ready ENDPOINT PID" on stdout once bound, then serves until SIGTERM/SIGINT (or its
 parent process goes away). No model: the output is deterministic, so tests can check it.
