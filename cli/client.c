@@ -11,8 +11,9 @@
  *  output's metrics). --json prints one JSON object at the
  *  end instead of the text. Ctrl-C sends `abort`, waits briefly for the final output and
  *  exits 130; a second Ctrl-C exits at once.
- *  Exit: 0 finish_reason stop or length; 1 an error reply, finish_reason error or abort,
- *  no answer within --timeout seconds of silence, or bad usage; 130 interrupted.
+ *  Exit (as troupe generate): 0 finish_reason stop or length; 1 bad usage or a bad_request
+ *  reply; 3 any other error reply, finish_reason error or abort, or no answer within
+ *  --timeout seconds of silence; 130 interrupted.
  *  Thread: main thread only.                                                          */
 #include <getopt.h>
 #include <math.h>
@@ -25,8 +26,10 @@
 
 #include "cli/cli.h"
 #include "clients/c/client.h"
+#include "runtime/launcher.h"
 
 #define S_MAX_STOP 64
+#define S_EXIT_FAIL 3 /* "failure" in cli/cli.h's list (TR_EXIT_CHILD_DIED's value) */
 
 static volatile sig_atomic_t s_interrupted;
 
@@ -141,7 +144,7 @@ int tr_cli_client_main(int argc, char **argv) {
         case O_STOP:
             if (p.n_stop == S_MAX_STOP) {
                 fprintf(stderr, "troupe client: at most %d --stop strings\n", S_MAX_STOP);
-                return 1;
+                return TR_EXIT_USAGE;
             }
             stops[p.n_stop++] = optarg;
             break;
@@ -150,34 +153,34 @@ int tr_cli_client_main(int argc, char **argv) {
         case O_JSON: json_out = 1; break;
         case O_TMO: timeout_s = strtod(optarg, &end); break;
         case 'h': s_usage(stdout); return 0;
-        default: s_usage(stderr); return 1;
+        default: s_usage(stderr); return TR_EXIT_USAGE;
         }
         if (end && (*end || end == optarg)) {
             fprintf(stderr, "troupe client: bad number '%s' for --%s\n", optarg,
                     c == 'n' ? "max-tokens" : c == 't' ? "temperature" : "option");
-            return 1;
+            return TR_EXIT_USAGE;
         }
     }
     if (p.n_stop) p.stop = stops;
     if (timeout_s <= 0) {
         fprintf(stderr, "troupe client: --timeout must be positive\n");
-        return 1;
+        return TR_EXIT_USAGE;
     }
     if (argc - optind > 1) {
         fprintf(stderr, "troupe client: one prompt expected (quote it), got %d arguments\n",
                 argc - optind);
-        return 1;
+        return TR_EXIT_USAGE;
     }
     char *prompt_buf = NULL;
     if (optind == argc || strcmp(argv[optind], "-") == 0) {
         if (optind == argc && isatty(0)) {
             s_usage(stderr);
-            return 1;
+            return TR_EXIT_USAGE;
         }
         prompt_buf = s_read_stdin();
         if (!prompt_buf) {
             fprintf(stderr, "troupe client: out of memory reading stdin\n");
-            return 1;
+            return S_EXIT_FAIL;
         }
     }
     p.prompt = prompt_buf ? prompt_buf : argv[optind];
@@ -186,14 +189,14 @@ int tr_cli_client_main(int argc, char **argv) {
     if (!cl) {
         fprintf(stderr, "troupe client: cannot connect to '%s'\n", endpoint);
         free(prompt_buf);
-        return 1;
+        return TR_EXIT_USAGE;
     }
     struct sigaction sa = {0}, old_sa;
     sa.sa_handler = s_on_sigint; /* no SA_RESTART: the wait returns and we send abort */
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_sa);
 
-    int code = 1;
+    int code = S_EXIT_FAIL;
     s_acc_t acc = {0};
     json_t *jfinal = json_object();
     char finish[32] = "", err_text[4200] = "";
@@ -238,6 +241,7 @@ int tr_cli_client_main(int argc, char **argv) {
         }
         if (m.type == TR_MSG_ERROR) {
             char code_s[65], msg[4097];
+            if (tr_str_eq(m.u.error.code, "bad_request")) code = TR_EXIT_USAGE;
             snprintf(err_text, sizeof err_text, "error %s: %s",
                      tr_str_copy(m.u.error.code, code_s, sizeof code_s),
                      tr_str_copy(m.u.error.message, msg, sizeof msg));
@@ -288,7 +292,7 @@ int tr_cli_client_main(int argc, char **argv) {
     if (finish[0])
         code = s_interrupted ? 130
                : (strcmp(finish, "stop") == 0 || strcmp(finish, "length") == 0) ? 0
-                                                                                 : 1;
+                                                                                 : S_EXIT_FAIL;
     else if (s_interrupted)
         code = 130;
 

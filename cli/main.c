@@ -1,6 +1,7 @@
 /*  cli/main.c - the troupe command line.
  *
  *    troupe serve [-c FILE] [-m MODEL] [--listen EP] [--log-level L]   run a troupe
+ *    troupe generate [-m MODEL] [sampling flags] "prompt"              one-shot, in process
  *    troupe health|stats [--endpoint EP] [--timeout S]                 ask a running one
  *    troupe actors                                                     known actor kinds
  *
@@ -29,13 +30,15 @@ static void s_usage(FILE *f) {
             "usage:\n"
             "  troupe serve [-c FILE] [-m MODEL] [--listen EP] [--log-level LEVEL]\n"
             "               [--process NAME --rundir DIR] [--ready-timeout S]\n"
+            "  troupe generate [-m MODEL] [--max-tokens N] [--temperature T] ... \"prompt\"\n"
             "  troupe health [--endpoint EP] [--timeout S]\n"
             "  troupe stats  [--endpoint EP] [--timeout S]\n"
             "  troupe actors            list actor kinds and their configuration keys\n"
             "  troupe schema            every message and field, as markdown tables\n"
             "  troupe client [opts] PROMPT | bench [opts]   generate / benchmark (--help)\n"
             "  troupe version\n\n"
-            "serve runs every actor as a thread of one process, or, when FILE has a\n"
+            "MODEL: an HF directory, a .gguf or a llama2.c .bin (default: the bundled\n"
+            "stories260K). serve runs every actor as a thread of one process, or, when FILE has a\n"
             "`processes:` section, one process per entry (docs/topology.md).\n"
             "Logging: --log-level or TROUPE_LOG = error|warn|info|debug|trace.\n",
             TR_VERSION);
@@ -316,6 +319,7 @@ int main(int argc, char **argv) {
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "serve") == 0) return s_cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "generate") == 0) return tr_cli_generate(argc - 1, argv + 1);
     if (strcmp(cmd, "health") == 0) return s_cmd_query(argc - 1, argv + 1, TR_MSG_HEALTH);
     if (strcmp(cmd, "stats") == 0) return s_cmd_query(argc - 1, argv + 1, TR_MSG_STATS);
     if (strcmp(cmd, "actors") == 0) return s_cmd_actors();

@@ -41,12 +41,14 @@ with MockServer('--token-ms', 1, '--ttft-ms', 2) as m:
     ok(rc == 0 and out == 't0 t1 t2 ' and 'outputs=1' in err, '--no-stream, prompt from stdin')
 
     rc, out, err = run(m.endpoint, '!error')
-    ok(rc == 1 and 'bad_request' in err, 'an error reply: exit 1 with the message (%s)' % err.strip())
+    ok(rc == 1 and 'bad_request' in err, 'a bad_request reply: exit 1 with the message (%s)' % err.strip())
+    rc, out, err = run(m.endpoint, '!busy')
+    ok(rc == 3 and 'busy' in err, 'another error reply: exit 3 (%s)' % err.strip())
     rc, out, err = run(m.endpoint, '!fail')
-    ok(rc == 1 and 'finish_reason=error' in err and 'on purpose' in err,
-       'finish_reason error: exit 1 with the reason')
+    ok(rc == 3 and 'finish_reason=error' in err and 'on purpose' in err,
+       'finish_reason error: exit 3 with the reason')
     rc, out, err = run(m.endpoint, '--timeout', '0.3', '!hang')
-    ok(rc == 1 and 'no reply' in err, 'no reply within --timeout: exit 1 (%s)' % err.strip())
+    ok(rc == 3 and 'no reply' in err, 'no reply within --timeout: exit 3 (%s)' % err.strip())
     rc, out, err = run(m.endpoint, '--max-tokens', 'many', 'x')
     ok(rc == 1 and 'bad number' in err, 'bad option value: exit 1')
 
@@ -64,6 +66,6 @@ with MockServer('--token-ms', 1, '--ttft-ms', 2) as m:
        'SIGINT: abort sent, final output abort, exit 130 (rc=%s: %s)' % (p.returncode, err.strip()))
 
 rc, out, err = run('tcp://127.0.0.1:1', '--timeout', '0.2', 'x')
-ok(rc == 1 and 'no reply' in err, 'nobody listening: exit 1 after the timeout')
+ok(rc == 3 and 'no reply' in err, 'nobody listening: exit 3 after the timeout')
 
 done_testing()
