@@ -75,7 +75,7 @@ const tr_actor_spec_t tr_executor_spec = {
 };
 
 /* KV pool size: kv.n_blocks, else kv.memory_gb, else room for max_seqs full contexts
- * capped at 30% of the memory available now. */
+ * capped at 2 GiB and at 30% of the memory available now. */
 static int32_t s_kv_blocks(const tr_topology_t *topo, const tr_model_config_t *cfg,
                            int32_t block_size) {
     const tr_conf_section_t *kv = tr_topo_section(topo, "kv");
@@ -92,6 +92,7 @@ static int32_t s_kv_blocks(const tr_topology_t *topo, const tr_model_config_t *c
                 per_block;
         long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
         size_t cap = pages > 0 && page > 0 ? (size_t)pages * (size_t)page / 10 * 3 : bytes;
+        if (cap > (2ull << 30)) cap = 2ull << 30;
         if (bytes > cap) bytes = cap;
     }
     size_t blocks = bytes / per_block;

@@ -46,7 +46,7 @@ static const tr_conf_key_t s_conf_keys[] = {
     {"memory_fraction", TR_CONF_FLOAT,
      "share of free device memory for the KV pool (cuda; default 0.9)"},
     {"memory_gb", TR_CONF_FLOAT, "KV pool size in GiB (cpu; default: enough for max_seqs "
-                                 "full contexts, at most 30% of available RAM)"},
+                                 "full contexts, at most 2 GiB and 30% of available RAM)"},
     {"n_blocks", TR_CONF_INT, "KV pool size in blocks (overrides memory_*)"},
     {"host_cache_gb", TR_CONF_FLOAT, "host-memory KV tier size (not implemented yet)"},
     {"prefix_cache", TR_CONF_BOOL, "reuse KV blocks across requests (not implemented yet)"},
