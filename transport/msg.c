@@ -1,12 +1,17 @@
 /*  transport/msg.c - the table-driven codec for every message in msgs.def.
  *
- *  Decode is two passes over untrusted bytes:
- *    1. s_scan walks the msgpack structure without allocating, checking that every
- *       container's declared count fits the bytes that remain and that nesting stays
- *       within TR_MSG_MAX_DEPTH. msgpack-c allocates arrays by their declared count, so
- *       without this a 5-byte frame could ask for a 96 GiB allocation.
- *    2. msgpack_unpack_next builds the object tree (strings/bins point into the frame),
- *       then s_decode_fields checks each key against the type's field table.
+ *  Decode builds a msgpack object tree over untrusted bytes, then checks it:
+ *    1. A map whose keys and values are all scalars (nearly every message) is read in one
+ *       pass by s_build_flat, bounds-checking each item as it goes; the pair array is
+ *       sized by a count already checked against the bytes left.
+ *    2. Anything else first goes through s_scan, which walks the msgpack structure without
+ *       allocating, checking that every container's declared count fits the bytes that
+ *       remain and that nesting stays within TR_MSG_MAX_DEPTH (msgpack-c allocates arrays
+ *       by their declared count, so without this a 5-byte frame could ask for a 96 GiB
+ *       allocation); then msgpack_unpack builds the tree.
+ *    Either way strings and bins point into the frame, the tree lives in a zone (a 512-byte
+ *    one per message for tr_msg_decode, the caller's for tr_msg_decode_next), and the
+ *    field pass checks each key against the type's field table.
  *  Encode walks the same table. Thread-safe: no state beyond the constant tables.      */
 #include "transport/msg.h"
 
@@ -24,16 +29,18 @@
 #define TR_MSG_REQ true
 #define TR_MSG_OPT false
 #define TR_MSG_FIELD_DESC(ident, name, T, req, limit, doc)                                 \
-    {#name, TR_FT_##T, TR_MSG_##req, (uint64_t)(limit), offsetof(tr_msg_##ident##_t, name), doc},
+    {#name, TR_FT_##T, TR_MSG_##req, (uint64_t)(limit), offsetof(tr_msg_##ident##_t, name), doc, \
+     sizeof(#name) - 1},
 #define X(E, ident, wire, ver, doc)                                                        \
     static const tr_field_desc_t s_fields_##ident[] = {TR_FIELDS_##ident(TR_MSG_FIELD_DESC)};
 TR_MSG_LIST(X)
 #undef X
 
 static const tr_msg_desc_t s_descs[TR_MSG_COUNT] = {
-    [TR_MSG_NONE] = {NULL, 0, NULL, NULL, 0},
+    [TR_MSG_NONE] = {NULL, 0, NULL, NULL, 0, 0},
 #define X(E, ident, wire, ver, doc)                                                        \
-    [TR_MSG_##E] = {wire, ver, doc, s_fields_##ident, (int)TR_ARRAY_LEN(s_fields_##ident)},
+    [TR_MSG_##E] = {wire, ver, doc, s_fields_##ident, (int)TR_ARRAY_LEN(s_fields_##ident),     \
+                    sizeof(wire) - 1},
     TR_MSG_LIST(X)
 #undef X
 };
@@ -52,7 +59,7 @@ const char *tr_msg_type_name(tr_msg_type_t type) {
 
 tr_msg_type_t tr_msg_type_from_name(const char *name, size_t n) {
     for (int t = 1; t < TR_MSG_COUNT; t++)
-        if (strlen(s_descs[t].name) == n && memcmp(s_descs[t].name, name, n) == 0)
+        if (s_descs[t].name_n == n && memcmp(s_descs[t].name, name, n) == 0)
             return (tr_msg_type_t)t;
     return TR_MSG_NONE;
 }
@@ -249,9 +256,13 @@ __attribute__((format(printf, 4, 5))) static int s_fail(tr_msg_err_t *err, const
     return TR_EPROTO;
 }
 
-static int s_key_is(const msgpack_object *k, const char *name) {
-    size_t n = strlen(name);
+static int s_key_is_n(const msgpack_object *k, const char *name, size_t n) {
     return k->via.str.size == n && memcmp(k->via.str.ptr, name, n) == 0;
+}
+
+/* For literals: the compiler folds the strlen. */
+static int s_key_is(const msgpack_object *k, const char *name) {
+    return s_key_is_n(k, name, strlen(name));
 }
 
 static int s_fail_dup(tr_msg_err_t *err, const msgpack_object *k) {
@@ -477,42 +488,194 @@ static void s_peek_id(const msgpack_object *root, tr_msg_err_t *err) {
     }
 }
 
-int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err) {
+/* ---- pass 2, fast: a flat map in one pass ---- */
+
+/* Reads one scalar (nil, bool, int, float, str, bin) at p[0..n), n >= 1, into *o exactly
+ * as msgpack-c's unpacker would; returns its length, or 0 for anything else (a container,
+ * ext, a bad or truncated byte): the caller then takes the general path, which also gives
+ * the error. Hot path: every message between actors goes through here. */
+static size_t s_flat_scalar(const uint8_t *p, size_t n, msgpack_object *o) {
+    uint8_t b = p[0];
+    size_t hdr, len;
+    if (b <= 0x7f) {
+        o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+        o->via.u64 = b;
+        return 1;
+    }
+    if (b >= 0xe0) {
+        o->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+        o->via.i64 = (int8_t)b;
+        return 1;
+    }
+    if ((b & 0xe0) == 0xa0) {
+        hdr = 1;
+        len = b & 0x1f;
+        goto str;
+    }
+    switch (b) {
+    case 0xc0: o->type = MSGPACK_OBJECT_NIL; return 1;
+    case 0xc2:
+    case 0xc3:
+        o->type = MSGPACK_OBJECT_BOOLEAN;
+        o->via.boolean = b == 0xc3;
+        return 1;
+    case 0xc4: case 0xc5: case 0xc6: /* bin 8/16/32 */
+    case 0xd9: case 0xda: case 0xdb: { /* str 8/16/32 */
+        int k = 1 << ((b >= 0xd9 ? b - 0xd9 : b - 0xc4));
+        if (n < 1 + (size_t)k) return 0;
+        hdr = 1 + (size_t)k;
+        len = (size_t)s_be(p + 1, k);
+        if (b <= 0xc6) {
+            if (len > n - hdr) return 0;
+            o->type = MSGPACK_OBJECT_BIN;
+            o->via.bin.ptr = (const char *)p + hdr;
+            o->via.bin.size = (uint32_t)len;
+            return hdr + len;
+        }
+        goto str;
+    }
+    case 0xca: { /* float 32 */
+        if (n < 5) return 0;
+        uint32_t u = (uint32_t)s_be(p + 1, 4);
+        float f;
+        memcpy(&f, &u, 4);
+        o->type = MSGPACK_OBJECT_FLOAT32;
+        o->via.f64 = f;
+        return 5;
+    }
+    case 0xcb: { /* float 64 */
+        if (n < 9) return 0;
+        uint64_t u = s_be(p + 1, 8);
+        o->type = MSGPACK_OBJECT_FLOAT64;
+        memcpy(&o->via.f64, &u, 8);
+        return 9;
+    }
+    case 0xcc: case 0xcd: case 0xce: case 0xcf: { /* uint 8..64 */
+        int k = 1 << (b - 0xcc);
+        if (n < 1 + (size_t)k) return 0;
+        o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+        o->via.u64 = s_be(p + 1, k);
+        return 1 + (size_t)k;
+    }
+    case 0xd0: case 0xd1: case 0xd2: case 0xd3: { /* int 8..64 */
+        int k = 1 << (b - 0xd0);
+        if (n < 1 + (size_t)k) return 0;
+        uint64_t u = s_be(p + 1, k);
+        int64_t v = k == 8 ? (int64_t)u
+                           : (int64_t)(u ^ (1ull << (8 * k - 1))) - (int64_t)(1ull << (8 * k - 1));
+        if (v >= 0) {
+            o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+            o->via.u64 = (uint64_t)v;
+        } else {
+            o->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+            o->via.i64 = v;
+        }
+        return 1 + (size_t)k;
+    }
+    default: return 0;
+    }
+str:
+    if (len > n - hdr) return 0;
+    o->type = MSGPACK_OBJECT_STR;
+    o->via.str.ptr = (const char *)p + hdr;
+    o->via.str.size = (uint32_t)len;
+    return hdr + len;
+}
+
+/* Builds *root for a map whose keys and values are all scalars (every message between
+ * actors but pong, and most client requests), with no pre-scan: each item is
+ * bounds-checked as it is read, and the pair array is sized by a count already checked
+ * against the bytes left. Returns 1 (built; *used set), 0 (not flat or not valid: take the
+ * general path) or -1 (out of memory). */
+static int s_build_flat(const uint8_t *p, size_t n, msgpack_zone *zone, msgpack_object *root,
+                        size_t *used) {
+    uint8_t b = p[0];
+    size_t off;
+    uint64_t count;
+    if ((b & 0xf0) == 0x80) {
+        count = b & 0x0f;
+        off = 1;
+    } else if (b == 0xde || b == 0xdf) {
+        int k = b == 0xde ? 2 : 4;
+        if (n < 1 + (size_t)k) return 0;
+        count = s_be(p + 1, k);
+        off = 1 + (size_t)k;
+    } else {
+        return 0;
+    }
+    if (count > (n - off) / 2) return 0; /* every key and value needs a byte */
+    msgpack_object_kv *kv = NULL;
+    if (count) {
+        kv = msgpack_zone_malloc(zone, (size_t)count * sizeof *kv);
+        if (!kv) return -1;
+    }
+    for (uint64_t i = 0; i < count; i++) {
+        size_t k, v;
+        if (off >= n || !(k = s_flat_scalar(p + off, n - off, &kv[i].key))) return 0;
+        off += k;
+        if (off >= n || !(v = s_flat_scalar(p + off, n - off, &kv[i].val))) return 0;
+        off += v;
+    }
+    root->type = MSGPACK_OBJECT_MAP;
+    root->via.map.size = (uint32_t)count;
+    root->via.map.ptr = kv;
+    *used = off;
+    return 1;
+}
+
+/* The object tree of the first object in data[0..size) into `zone`: the flat fast path,
+ * else the structural scan and msgpack-c. strict: refuse bytes after it. */
+static int s_build_tree(const uint8_t *data, size_t size, msgpack_zone *zone, int strict,
+                        msgpack_object *root, size_t *used, tr_msg_err_t *err) {
+    int fr = s_build_flat(data, size, zone, root, used);
+    if (fr < 0) {
+        *used = 0;
+        return s_fail(err, "internal", NULL, "out of memory");
+    }
+    if (fr == 0) {
+        int rc = s_scan(data, size, used, 0);
+        if (rc == -2)
+            return s_fail(err, "bad_request", NULL, "msgpack nested deeper than %d levels",
+                          TR_MSG_MAX_DEPTH);
+        if (rc == -3)
+            return s_fail(err, "bad_request", NULL, "malformed msgpack: a container declares "
+                          "more items than the message holds");
+        if (rc != 0) return s_fail(err, "bad_request", NULL, "malformed or truncated msgpack");
+    }
+    if (strict && *used != size) {
+        size_t extra = size - *used;
+        *used = 0;
+        return s_fail(err, "bad_request", NULL, "%zu trailing bytes after the msgpack map",
+                      extra);
+    }
+    if (fr == 0) {
+        size_t off = 0;
+        msgpack_unpack_return ur = msgpack_unpack((const char *)data, *used, &off, zone, root);
+        if (ur == MSGPACK_UNPACK_NOMEM_ERROR) {
+            *used = 0;
+            return s_fail(err, "internal", NULL, "out of memory");
+        }
+        if (ur != MSGPACK_UNPACK_SUCCESS)
+            return s_fail(err, "bad_request", NULL, "malformed msgpack (unpack error %d)",
+                          (int)ur);
+    }
+    return TR_OK;
+}
+
+/* Decodes the first object of data[0..size) into m, its tree in `zone` (borrowed).
+ * *used: its length once its structure is known, else 0. */
+static int s_decode(tr_msg_t *m, const void *data, size_t size, msgpack_zone *zone, int strict,
+                    size_t *used, tr_msg_err_t *err) {
     memset(m, 0, sizeof *m);
     err->code[0] = err->field[0] = err->text[0] = '\0';
     err->has_id = false;
+    *used = 0;
     if (size == 0) return s_fail(err, "bad_request", NULL, "empty message");
-
-    size_t used = 0;
-    int rc = s_scan(data, size, &used, 0);
-    if (rc == -2)
-        return s_fail(err, "bad_request", NULL, "msgpack nested deeper than %d levels",
-                      TR_MSG_MAX_DEPTH);
-    if (rc == -3)
-        return s_fail(err, "bad_request", NULL,
-                      "malformed msgpack: a container declares more items than the message holds");
-    if (rc != 0) return s_fail(err, "bad_request", NULL, "malformed or truncated msgpack");
-    if (used != size)
-        return s_fail(err, "bad_request", NULL, "%zu trailing bytes after the msgpack map",
-                      size - used);
-
-    msgpack_unpacked up;
-    msgpack_unpacked_init(&up);
-    size_t off = 0;
-    msgpack_unpack_return ur = msgpack_unpack_next(&up, data, size, &off);
-    if (ur != MSGPACK_UNPACK_SUCCESS) {
-        msgpack_unpacked_destroy(&up);
-        return s_fail(err, "bad_request", NULL, "malformed msgpack (unpack error %d)", (int)ur);
-    }
-    m->zone = up.zone; /* take the zone; up.data lives in it */
-    up.zone = NULL;
-    if (!m->zone) m->zone = msgpack_zone_new(256);
-    m->root = msgpack_zone_malloc(m->zone, sizeof(msgpack_object));
-    if (!m->zone || !m->root) {
-        tr_msg_fini(m);
-        return s_fail(err, "internal", NULL, "out of memory");
-    }
-    *(msgpack_object *)m->root = up.data;
+    msgpack_object *rootw = msgpack_zone_malloc(zone, sizeof(msgpack_object));
+    if (!rootw) return s_fail(err, "internal", NULL, "out of memory");
+    int rc = s_build_tree(data, size, zone, strict, rootw, used, err);
+    if (rc != TR_OK) return rc;
+    m->root = rootw;
     const msgpack_object *root = m->root;
 
     if (root->type != MSGPACK_OBJECT_MAP) {
@@ -609,12 +772,12 @@ int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err)
         const msgpack_object *k = &root->via.map.ptr[i].key;
         for (int fi = 0; fi < d->n_fields; fi++) {
             const tr_field_desc_t *f = &d->fields[fi];
-            if (!s_key_is(k, f->name)) continue;
+            if (!s_key_is_n(k, f->name, f->name_n)) continue;
             if (m->present >> fi & 1) { /* past the first 64 keys: the field was set */
                 s_fail_dup(err, k);
                 goto fail;
             }
-            if (s_decode_field(f, &root->via.map.ptr[i].val, base + f->offset, m->zone, err))
+            if (s_decode_field(f, &root->via.map.ptr[i].val, base + f->offset, zone, err))
                 goto fail;
             m->present |= 1ull << fi;
             break;
@@ -630,8 +793,33 @@ int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err)
     return TR_OK;
 
 fail:
-    tr_msg_fini(m);
+    m->root = NULL;
     return TR_EPROTO;
+}
+
+/* Zone chunk for one decoded message: the root, its pairs and small converted arrays. */
+#define TR_MSG_ZONE_CHUNK 512
+
+int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err) {
+    msgpack_zone *zone = msgpack_zone_new(TR_MSG_ZONE_CHUNK);
+    size_t used;
+    if (!zone) {
+        memset(m, 0, sizeof *m);
+        err->has_id = false;
+        return s_fail(err, "internal", NULL, "out of memory");
+    }
+    int rc = s_decode(m, data, size, zone, 1, &used, err);
+    if (rc != TR_OK) {
+        msgpack_zone_free(zone);
+        return rc;
+    }
+    m->zone = zone;
+    return TR_OK;
+}
+
+int tr_msg_decode_next(tr_msg_t *m, const void *data, size_t size, msgpack_zone *zone,
+                       size_t *used, tr_msg_err_t *err) {
+    return s_decode(m, data, size, zone, 0, used, err);
 }
 
 /* ---- encode ---- */
@@ -700,6 +888,11 @@ static int s_pack_field(const tr_field_desc_t *f, const void *slot, msgpack_pack
     return TR_EINVAL;
 }
 
+static void s_pack_strn(msgpack_packer *pk, const char *s, size_t n) {
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
 int tr_msg_pack(const tr_msg_t *m, msgpack_packer *pk) {
     const tr_msg_desc_t *d = tr_msg_desc(m->type);
     if (!d || m->from.n > TR_MSG_FROM_MAX) return TR_EINVAL;
@@ -710,21 +903,62 @@ int tr_msg_pack(const tr_msg_t *m, msgpack_packer *pk) {
         n += (uint32_t)has;
     }
     msgpack_pack_map(pk, n);
-    tr_pack_cstr(pk, "type");
-    tr_pack_cstr(pk, d->name);
-    tr_pack_cstr(pk, "v");
+    s_pack_strn(pk, "type", 4);
+    s_pack_strn(pk, d->name, d->name_n);
+    s_pack_strn(pk, "v", 1);
     msgpack_pack_uint32(pk, m->v ? m->v : d->version);
     if (m->from.n) {
-        tr_pack_cstr(pk, "from");
-        msgpack_pack_str(pk, m->from.n);
-        msgpack_pack_str_body(pk, m->from.p, m->from.n);
+        s_pack_strn(pk, "from", 4);
+        s_pack_strn(pk, m->from.p, m->from.n);
     }
     const uint8_t *base = (const uint8_t *)&m->u;
     for (int fi = 0; fi < d->n_fields; fi++) {
         if (!(m->present >> fi & 1)) continue;
-        tr_pack_cstr(pk, d->fields[fi].name);
+        s_pack_strn(pk, d->fields[fi].name, d->fields[fi].name_n);
         int rc = s_pack_field(&d->fields[fi], base + d->fields[fi].offset, pk);
         if (rc) return rc;
     }
     return TR_OK;
+}
+
+/* Bytes of a msgpack str/bin/array/map header for n items or bytes, at most. */
+#define TR_MSG_HDR_MAX 5
+
+size_t tr_msg_pack_bound(const tr_msg_t *m) {
+    const tr_msg_desc_t *d = tr_msg_desc(m->type);
+    if (!d) return 0;
+    /* map header; "type", its name; "v", uint32; "from", its value */
+    size_t n = TR_MSG_HDR_MAX + (1 + 4) + (TR_MSG_HDR_MAX + d->name_n) + (1 + 1) + 5 +
+               (1 + 4) + (TR_MSG_HDR_MAX + (size_t)m->from.n);
+    const uint8_t *base = (const uint8_t *)&m->u;
+    for (int fi = 0; fi < d->n_fields; fi++) {
+        if (!(m->present >> fi & 1)) continue;
+        const tr_field_desc_t *f = &d->fields[fi];
+        const void *slot = base + f->offset;
+        n += TR_MSG_HDR_MAX + f->name_n;
+        switch (f->type) {
+        case TR_FT_STR: n += TR_MSG_HDR_MAX + ((const tr_str_t *)slot)->n; break;
+        case TR_FT_ID: n += TR_MSG_HDR_MAX + 9 + ((const tr_id_t *)slot)->s.n; break;
+        case TR_FT_INT:
+        case TR_FT_SINT:
+        case TR_FT_FLOAT:
+        case TR_FT_BOOL: n += 9; break;
+        case TR_FT_BIN: n += TR_MSG_HDR_MAX + ((const tr_bin_t *)slot)->n; break;
+        case TR_FT_I32S: n += TR_MSG_HDR_MAX + 4 * (size_t)((const tr_i32s_t *)slot)->n; break;
+        case TR_FT_STRS: {
+            const tr_strs_t *a = slot;
+            n += TR_MSG_HDR_MAX;
+            for (uint32_t i = 0; i < a->n; i++) n += TR_MSG_HDR_MAX + tr_strs_at(*a, i).n;
+            break;
+        }
+        case TR_FT_ANY: {
+            const tr_any_t *a = slot;
+            if (a->packed) n += a->packed_n;
+            else if (a->obj) return 0;
+            else n += 1;
+            break;
+        }
+        }
+    }
+    return n;
 }

@@ -17,6 +17,11 @@ int tr_wire_encode(const tr_msg_t *m, zmq_msg_t *out) {
     msgpack_sbuffer sb;
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
+    /* one allocation of the right size: an empty sbuffer's first write takes 8 KiB, and a
+     * 1 MiB payload would grow it to 2 MiB by doubling */
+    size_t bound = tr_msg_pack_bound(m);
+    if (bound && !(sb.data = malloc(bound))) return TR_ENOMEM;
+    sb.alloc = bound;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     int rc = tr_msg_pack(m, &pk);
     if (rc != TR_OK) {
