@@ -7,10 +7,12 @@
  *  handles everything already queued in its inbox (bounded), destroys its state, closes
  *  its sockets with a bounded linger, and its thread exits; the node joins it.
  *
- *  Coalescing: tr_actor_send packs a message into its destination's batch, and a prepare
- *  watcher of the lowest priority (after every other before-sleep hook) sends each
- *  non-empty batch as one frame before the loop sleeps: the maps sit back to back, and the
- *  receiving runtime decodes them one after the other (tr_msg_decode_next). A message of
+ *  Coalescing: tr_actor_send packs a message into its destination's batch; the batches go
+ *  out, one frame each, after every inbox frame has been handled (so what the handlers of
+ *  one frame sent leaves before the next receive, which keeps round trips short) and from
+ *  a prepare watcher of the lowest priority (after every other before-sleep hook, for what
+ *  timers, idle watchers and hooks sent) before the loop sleeps. The maps of a frame sit
+ *  back to back; the receiving runtime decodes them in turn (tr_msg_decode_next). A message of
  *  more than TR_ACTOR_BATCH_DIRECT bytes goes out at once in a frame of its own (packed
  *  once, handed to ZeroMQ without a copy), after whatever was queued for the same peer; a
  *  batch that reaches TR_ACTOR_BATCH_MAX bytes goes out at once too. So per destination the
@@ -170,23 +172,8 @@ static void s_flush_all(tr_actor_t *a) {
     for (int i = 0; i < a->n_outs; i++) s_flush(&a->outs[i]);
 }
 
-/* msgpack write callback: appends to the batch (room for the bound is made beforehand;
- * growing here is for a bound that fell short). */
-static int s_batch_write(void *data, const char *buf, size_t len) {
-    s_outbox_t *o = data;
-    if (len > o->batch_cap - o->batch_n) {
-        size_t cap = 2 * o->batch_cap > o->batch_n + len ? 2 * o->batch_cap : o->batch_n + len;
-        char *b = realloc(o->batch, cap);
-        if (!b) return -1;
-        o->batch = b;
-        o->batch_cap = cap;
-    }
-    memcpy(o->batch + o->batch_n, buf, len);
-    o->batch_n += len;
-    return 0;
-}
-
-/* Packs m at the end of o's batch; on failure the batch is left as it was. */
+/* Packs m at the end of o's batch (bound: tr_msg_pack_bound(m), not 0); on failure the
+ * batch is left as it was. */
 static int s_batch_add(s_outbox_t *o, const tr_msg_t *m, size_t bound) {
     if (bound > o->batch_cap - o->batch_n) {
         size_t cap = o->batch_cap ? o->batch_cap : 4096;
@@ -196,11 +183,9 @@ static int s_batch_add(s_outbox_t *o, const tr_msg_t *m, size_t bound) {
         o->batch = b;
         o->batch_cap = cap;
     }
-    size_t mark = o->batch_n;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, o, s_batch_write);
-    int rc = tr_msg_pack(m, &pk);
-    if (rc != TR_OK) o->batch_n = mark;
+    size_t n;
+    int rc = tr_msg_pack_to(m, o->batch + o->batch_n, o->batch_cap - o->batch_n, &n);
+    if (rc == TR_OK) o->batch_n += n;
     return rc;
 }
 
@@ -279,10 +264,8 @@ static void s_on_ping(tr_actor_t *a, const tr_msg_t *msg) {
 
 /* ---- dispatch ---- */
 
-/* Runs the handler for one decoded message. *clock: the time the previous message's
- * handling ended (or the drain began); the busy time counted is from there to now, so
- * one clock read per message covers its decoding and its handler. */
-static void s_handle(tr_actor_t *a, const tr_msg_t *msg, uint64_t *clock) {
+/* Runs the handler for one decoded message. */
+static void s_handle(tr_actor_t *a, const tr_msg_t *msg) {
     if (msg->type == TR_MSG_PING) {
         s_on_ping(a, msg);
     } else {
@@ -315,17 +298,15 @@ static void s_handle(tr_actor_t *a, const tr_msg_t *msg, uint64_t *clock) {
             a->unhandled++;
         }
     }
-    uint64_t now = tr_now_ns();
-    uint64_t dt = now - *clock;
-    *clock = now;
-    a->busy_ns += dt;
-    if (dt > a->max_handler_ns) a->max_handler_ns = dt;
 }
 
 /* Decodes and handles every map in one inbox frame (see the top of the file); returns how
  * many it held. A map that breaks the schema is counted and skipped; bytes that are not
- * msgpack end the frame. */
-static int s_dispatch_frame(tr_actor_t *a, const uint8_t *data, size_t size, uint64_t *clock) {
+ * msgpack end the frame. The clock is read once per frame (a read costs as much as
+ * decoding a small message): busy time counts decoding and handlers, and the slowest
+ * "handler" is the slowest frame, one handler or the handlers of coalesced messages. */
+static int s_dispatch_frame(tr_actor_t *a, const uint8_t *data, size_t size) {
+    uint64_t t0 = tr_now_ns();
     size_t off = 0;
     int n = 0;
     do {
@@ -335,7 +316,7 @@ static int s_dispatch_frame(tr_actor_t *a, const uint8_t *data, size_t size, uin
         a->msgs_in++;
         n++;
         int rc = tr_msg_decode_next(&msg, data + off, size - off, &a->zone, &used, &err);
-        if (rc == TR_OK) s_handle(a, &msg, clock);
+        if (rc == TR_OK) s_handle(a, &msg);
         msgpack_zone_clear(&a->zone);
         if (rc != TR_OK) {
             a->decode_errors++;
@@ -345,6 +326,9 @@ static int s_dispatch_frame(tr_actor_t *a, const uint8_t *data, size_t size, uin
         }
         off += used;
     } while (off < size);
+    uint64_t dt = tr_now_ns() - t0;
+    a->busy_ns += dt;
+    if (dt > a->max_handler_ns) a->max_handler_ns = dt;
     return n;
 }
 
@@ -352,7 +336,6 @@ static int s_dispatch_frame(tr_actor_t *a, const uint8_t *data, size_t size, uin
  * empty; returns how many were handled. */
 static int s_drain_inbox(tr_actor_t *a, int budget) {
     int n = 0, drained = 0;
-    uint64_t clock = tr_now_ns();
     zmq_msg_t zm;
     zmq_msg_init(&zm);
     while (n < budget) {
@@ -361,7 +344,8 @@ static int s_drain_inbox(tr_actor_t *a, int budget) {
             break;
         }
         int more = zmq_msg_more(&zm);
-        n += s_dispatch_frame(a, zmq_msg_data(&zm), zmq_msg_size(&zm), &clock);
+        n += s_dispatch_frame(a, zmq_msg_data(&zm), zmq_msg_size(&zm));
+        s_flush_all(a); /* the answers go out before the receive that ends in EAGAIN */
         while (more) { /* extra frames are not part of any message yet: drop them */
             if (zmq_msg_recv(&zm, a->inbox, ZMQ_DONTWAIT) < 0) break;
             more = zmq_msg_more(&zm);

@@ -57,10 +57,21 @@ const char *tr_msg_type_name(tr_msg_type_t type) {
     return d ? d->name : "?";
 }
 
+/* The last type found, per thread: an inbox mostly sees runs of one type. */
+static _Thread_local int s_last_type = 1;
+
+static inline int s_type_is(int t, const char *name, size_t n) {
+    const tr_msg_desc_t *d = &s_descs[t];
+    return d->name_n == n && (n == 0 || (d->name[0] == name[0] && memcmp(d->name, name, n) == 0));
+}
+
 tr_msg_type_t tr_msg_type_from_name(const char *name, size_t n) {
+    if (s_type_is(s_last_type, name, n)) return (tr_msg_type_t)s_last_type;
     for (int t = 1; t < TR_MSG_COUNT; t++)
-        if (s_descs[t].name_n == n && memcmp(s_descs[t].name, name, n) == 0)
+        if (s_type_is(t, name, n)) {
+            s_last_type = t;
             return (tr_msg_type_t)t;
+        }
     return TR_MSG_NONE;
 }
 
@@ -256,8 +267,14 @@ __attribute__((format(printf, 4, 5))) static int s_fail(tr_msg_err_t *err, const
     return TR_EPROTO;
 }
 
-static int s_key_is_n(const msgpack_object *k, const char *name, size_t n) {
-    return k->via.str.size == n && memcmp(k->via.str.ptr, name, n) == 0;
+/* Keys are a few bytes: compare inline rather than call memcmp (hot: every key of every
+ * message goes through here once per candidate name). */
+static inline int s_key_is_n(const msgpack_object *k, const char *name, size_t n) {
+    if (k->via.str.size != n) return 0;
+    const char *p = k->via.str.ptr;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != name[i]) return 0;
+    return 1;
 }
 
 /* For literals: the compiler folds the strlen. */
@@ -294,12 +311,11 @@ static int s_get_int(const msgpack_object *o, int64_t *out) {
 /* Decodes one field value into its slot; on failure fills err. */
 static int s_decode_field(const tr_field_desc_t *f, const msgpack_object *o, void *slot,
                           msgpack_zone *zone, tr_msg_err_t *err) {
-    const char *got = s_obj_type_name(o);
     switch (f->type) {
     case TR_FT_STR: {
         if (o->type != MSGPACK_OBJECT_STR)
             return s_fail(err, "bad_request", f->name, "field '%s': expected str, got %s", f->name,
-                          got);
+                          s_obj_type_name(o));
         if (f->limit && o->via.str.size > f->limit)
             return s_fail(err, "bad_request", f->name,
                           "field '%s': string of %u bytes exceeds the limit of %llu", f->name,
@@ -324,7 +340,7 @@ static int s_decode_field(const tr_field_desc_t *f, const msgpack_object *o, voi
         }
         if (s_get_int(o, &id->i) == 0) return TR_OK;
         return s_fail(err, "bad_request", f->name, "field '%s': expected str or int, got %s",
-                      f->name, got);
+                      f->name, s_obj_type_name(o));
     }
     case TR_FT_INT:
     case TR_FT_SINT: {
@@ -338,7 +354,7 @@ static int s_decode_field(const tr_field_desc_t *f, const msgpack_object *o, voi
                 }
             }
             return s_fail(err, "bad_request", f->name, "field '%s': expected int, got %s",
-                          f->name, got);
+                          f->name, s_obj_type_name(o));
         }
     range:
         if (f->type == TR_FT_INT && v < 0)
@@ -357,7 +373,7 @@ static int s_decode_field(const tr_field_desc_t *f, const msgpack_object *o, voi
         else if (s_get_int(o, &i) == 0) d = (double)i;
         else
             return s_fail(err, "bad_request", f->name, "field '%s': expected float, got %s",
-                          f->name, got);
+                          f->name, s_obj_type_name(o));
         if (!isfinite(d))
             return s_fail(err, "bad_request", f->name, "field '%s': must be finite", f->name);
         *(double *)slot = d;
@@ -366,13 +382,13 @@ static int s_decode_field(const tr_field_desc_t *f, const msgpack_object *o, voi
     case TR_FT_BOOL:
         if (o->type != MSGPACK_OBJECT_BOOLEAN)
             return s_fail(err, "bad_request", f->name, "field '%s': expected bool, got %s",
-                          f->name, got);
+                          f->name, s_obj_type_name(o));
         *(bool *)slot = o->via.boolean;
         return TR_OK;
     case TR_FT_BIN: {
         if (o->type != MSGPACK_OBJECT_BIN)
             return s_fail(err, "bad_request", f->name, "field '%s': expected bin, got %s", f->name,
-                          got);
+                          s_obj_type_name(o));
         if (f->limit && o->via.bin.size > f->limit)
             return s_fail(err, "bad_request", f->name,
                           "field '%s': %u bytes exceed the limit of %llu", f->name,
@@ -412,7 +428,8 @@ static int s_decode_field(const tr_field_desc_t *f, const msgpack_object *o, voi
             a->n = n;
         } else {
             return s_fail(err, "bad_request", f->name,
-                          "field '%s': expected array of int or bin, got %s", f->name, got);
+                          "field '%s': expected array of int or bin, got %s", f->name,
+                          s_obj_type_name(o));
         }
         if (f->limit && a->n > f->limit) goto too_many;
         return TR_OK;
@@ -424,7 +441,7 @@ static int s_decode_field(const tr_field_desc_t *f, const msgpack_object *o, voi
         tr_strs_t *a = slot;
         if (o->type != MSGPACK_OBJECT_ARRAY)
             return s_fail(err, "bad_request", f->name, "field '%s': expected array of str, got %s",
-                          f->name, got);
+                          f->name, s_obj_type_name(o));
         if (f->limit && o->via.array.size > f->limit)
             return s_fail(err, "bad_request", f->name, "field '%s': more than %llu items", f->name,
                           (unsigned long long)f->limit);
@@ -683,7 +700,6 @@ static int s_decode(tr_msg_t *m, const void *data, size_t size, msgpack_zone *zo
                s_obj_type_name(root));
         goto fail;
     }
-    s_peek_id(root, err);
 
     /* envelope: type, v, from; duplicate or non-string keys are refused. Keys are compared
      * pairwise only among the first 65 (bounded work); past them, a repeated key the codec
@@ -701,9 +717,7 @@ static int s_decode(tr_msg_t *m, const void *data, size_t size, msgpack_zone *zo
         }
         for (uint32_t j = 0; j < i; j++) {
             const msgpack_object *k2 = &root->via.map.ptr[j].key;
-            if (k2->via.str.size == k->via.str.size &&
-                (k->via.str.size == 0 || /* msgpack-c: ptr is NULL for "" */
-                 memcmp(k2->via.str.ptr, k->via.str.ptr, k->via.str.size) == 0)) {
+            if (s_key_is_n(k2, k->via.str.ptr, k->via.str.size)) { /* "" may have ptr NULL */
                 s_fail_dup(err, k);
                 goto fail;
             }
@@ -793,6 +807,7 @@ static int s_decode(tr_msg_t *m, const void *data, size_t size, msgpack_zone *zo
     return TR_OK;
 
 fail:
+    if (root->type == MSGPACK_OBJECT_MAP) s_peek_id(root, err); /* for the error reply */
     m->root = NULL;
     return TR_EPROTO;
 }
@@ -961,4 +976,172 @@ size_t tr_msg_pack_bound(const tr_msg_t *m) {
         }
     }
     return n;
+}
+
+/* ---- encode into a flat buffer (tr_msg_pack_to) ----
+ * The same bytes as msgpack-c's packer (smallest int form, fixstr/str8/16/32, bin8/16/32),
+ * written straight into a buffer already sized by tr_msg_pack_bound: no callback per item.
+ * The fuzz check compares both encoders on every decoded message. */
+
+static inline uint8_t *s_put_be(uint8_t *p, uint64_t v, int k) {
+    for (int i = k - 1; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
+    return p + k;
+}
+
+static inline uint8_t *s_put_int(uint8_t *p, int64_t d) {
+    if (d < -(1LL << 5)) {
+        if (d < -(1LL << 15)) {
+            if (d < -(1LL << 31)) { *p++ = 0xd3; return s_put_be(p, (uint64_t)d, 8); }
+            *p++ = 0xd2;
+            return s_put_be(p, (uint32_t)(int32_t)d, 4);
+        }
+        if (d < -(1 << 7)) { *p++ = 0xd1; return s_put_be(p, (uint16_t)(int16_t)d, 2); }
+        *p++ = 0xd0;
+        *p++ = (uint8_t)d;
+        return p;
+    }
+    if (d < (1 << 7)) { *p++ = (uint8_t)d; return p; }
+    if (d < (1LL << 8)) { *p++ = 0xcc; *p++ = (uint8_t)d; return p; }
+    if (d < (1LL << 16)) { *p++ = 0xcd; return s_put_be(p, (uint64_t)d, 2); }
+    if (d < (1LL << 32)) { *p++ = 0xce; return s_put_be(p, (uint64_t)d, 4); }
+    *p++ = 0xcf;
+    return s_put_be(p, (uint64_t)d, 8);
+}
+
+/* A str (tag 0) or bin (tag 1) header and body. */
+static inline uint8_t *s_put_bytes(uint8_t *p, int bin, const void *b, size_t n) {
+    if (!bin && n < 32) {
+        *p++ = (uint8_t)(0xa0 | n);
+    } else if (n < 256) {
+        *p++ = bin ? 0xc4 : 0xd9;
+        *p++ = (uint8_t)n;
+    } else if (n < 65536) {
+        *p++ = bin ? 0xc5 : 0xda;
+        p = s_put_be(p, n, 2);
+    } else {
+        *p++ = bin ? 0xc6 : 0xdb;
+        p = s_put_be(p, n, 4);
+    }
+    if (n) memcpy(p, b, n);
+    return p + n;
+}
+
+static inline uint8_t *s_put_count(uint8_t *p, int map, uint32_t n) {
+    if (n < 16) {
+        *p++ = (uint8_t)((map ? 0x80 : 0x90) | n);
+    } else if (n < 65536) {
+        *p++ = map ? 0xde : 0xdc;
+        p = s_put_be(p, n, 2);
+    } else {
+        *p++ = map ? 0xdf : 0xdd;
+        p = s_put_be(p, n, 4);
+    }
+    return p;
+}
+
+/* Writes one field's value at *pp; the checks are s_pack_field's. */
+static int s_put_field(const tr_field_desc_t *f, const void *slot, uint8_t **pp) {
+    uint8_t *p = *pp;
+    switch (f->type) {
+    case TR_FT_STR: {
+        const tr_str_t *s = slot;
+        if (f->limit && s->n > f->limit) return TR_EINVAL;
+        p = s_put_bytes(p, 0, s->p, s->n);
+        break;
+    }
+    case TR_FT_ID: {
+        const tr_id_t *id = slot;
+        if (id->is_str && id->s.n > f->limit) return TR_EINVAL;
+        p = id->is_str ? s_put_bytes(p, 0, id->s.p, id->s.n) : s_put_int(p, id->i);
+        break;
+    }
+    case TR_FT_INT:
+    case TR_FT_SINT: {
+        int64_t v = *(const int64_t *)slot;
+        if (f->type == TR_FT_INT && v < 0) return TR_EINVAL;
+        if (!s_in_limit(v, f->limit)) return TR_EINVAL;
+        p = s_put_int(p, v);
+        break;
+    }
+    case TR_FT_FLOAT: {
+        double d = *(const double *)slot;
+        uint64_t u;
+        if (!isfinite(d)) return TR_EINVAL;
+        memcpy(&u, &d, 8);
+        *p++ = 0xcb;
+        p = s_put_be(p, u, 8);
+        break;
+    }
+    case TR_FT_BOOL: *p++ = *(const bool *)slot ? 0xc3 : 0xc2; break;
+    case TR_FT_BIN: {
+        const tr_bin_t *b = slot;
+        if (f->limit && b->n > f->limit) return TR_EINVAL;
+        p = s_put_bytes(p, 1, b->p, b->n);
+        break;
+    }
+    case TR_FT_I32S: {
+        const tr_i32s_t *a = slot;
+        if (f->limit && a->n > f->limit) return TR_EINVAL;
+        p = s_put_bytes(p, 1, a->p, 4 * (size_t)a->n);
+        break;
+    }
+    case TR_FT_STRS: {
+        const tr_strs_t *a = slot;
+        if (f->limit && a->n > f->limit) return TR_EINVAL;
+        for (uint32_t i = 0; i < a->n; i++)
+            if (tr_strs_at(*a, i).n > TR_MSG_STRS_ITEM_MAX) return TR_EINVAL;
+        p = s_put_count(p, 0, a->n);
+        for (uint32_t i = 0; i < a->n; i++) {
+            tr_str_t s = tr_strs_at(*a, i);
+            p = s_put_bytes(p, 0, s.p, s.n);
+        }
+        break;
+    }
+    case TR_FT_ANY: {
+        const tr_any_t *a = slot;
+        if (a->packed) {
+            if (a->packed_n) memcpy(p, a->packed, a->packed_n);
+            p += a->packed_n;
+        } else if (a->obj) {
+            return TR_EINVAL; /* tr_msg_pack_bound is 0: the caller uses tr_msg_pack */
+        } else {
+            *p++ = 0xc0;
+        }
+        break;
+    }
+    default: return TR_EINVAL;
+    }
+    *pp = p;
+    return TR_OK;
+}
+
+int tr_msg_pack_to(const tr_msg_t *m, void *buf, size_t cap, size_t *n) {
+    const tr_msg_desc_t *d = tr_msg_desc(m->type);
+    size_t bound = tr_msg_pack_bound(m);
+    if (!d || m->from.n > TR_MSG_FROM_MAX || bound == 0 || cap < bound) return TR_EINVAL;
+    uint32_t count = 2 + (m->from.n ? 1 : 0);
+    for (int fi = 0; fi < d->n_fields; fi++) {
+        int has = (int)(m->present >> fi & 1);
+        if (d->fields[fi].required && !has) return TR_EINVAL;
+        count += (uint32_t)has;
+    }
+    uint8_t *p = s_put_count(buf, 1, count);
+    p = s_put_bytes(p, 0, "type", 4);
+    p = s_put_bytes(p, 0, d->name, d->name_n);
+    p = s_put_bytes(p, 0, "v", 1);
+    p = s_put_int(p, m->v ? m->v : d->version);
+    if (m->from.n) {
+        p = s_put_bytes(p, 0, "from", 4);
+        p = s_put_bytes(p, 0, m->from.p, m->from.n);
+    }
+    const uint8_t *base = (const uint8_t *)&m->u;
+    for (int fi = 0; fi < d->n_fields; fi++) {
+        if (!(m->present >> fi & 1)) continue;
+        const tr_field_desc_t *f = &d->fields[fi];
+        p = s_put_bytes(p, 0, f->name, f->name_n);
+        int rc = s_put_field(f, base + f->offset, &p);
+        if (rc) return rc;
+    }
+    *n = (size_t)(p - (uint8_t *)buf);
+    return TR_OK;
 }

@@ -168,6 +168,12 @@ int tr_msg_pack(const tr_msg_t *m, msgpack_packer *pk);
  * cannot be known cheaply (an ANY field given as a decoded object). */
 size_t tr_msg_pack_bound(const tr_msg_t *m);
 
+/* Packs m into buf[0..cap), the same bytes as tr_msg_pack, without a packer's callback per
+ * item (the runtime's hot path). cap must be at least tr_msg_pack_bound(m), which must not
+ * be 0. Returns TR_OK with *n set to the bytes written, or TR_EINVAL (as tr_msg_pack, or
+ * for a bound of 0 or a short buffer). */
+int tr_msg_pack_to(const tr_msg_t *m, void *buf, size_t cap, size_t *n);
+
 /* Wire name of a type ("health"); "?" for out-of-range values. */
 const char *tr_msg_type_name(tr_msg_type_t type);
 /* Type from a wire name, TR_MSG_NONE when unknown. */

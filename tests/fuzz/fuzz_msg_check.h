@@ -16,7 +16,9 @@
  *    - the object tree decode built (its one-pass reader for flat maps, or msgpack-c) is
  *      the one msgpack-c builds from the same bytes, and tr_msg_decode_next (internal
  *      links, trailing maps allowed) agrees with tr_msg_decode: on the whole input when
- *      that decodes, and on the prefix it reports as used when it succeeds.
+ *      that decodes, and on the prefix it reports as used when it succeeds; and
+ *    - tr_msg_pack_to (the flat-buffer encoder) writes tr_msg_pack's bytes within the
+ *      bound tr_msg_pack_bound gives.
  *  Returns 0 when the property holds, else -1 with a sentence in why[].
  *  Header-only (static functions): each program includes it once.                      */
 #ifndef TR_FUZZ_MSG_CHECK_H
@@ -26,6 +28,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "transport/msg.h"
@@ -208,6 +211,20 @@ static int tr_msg_check_input(const uint8_t *data, size_t size, char *why, size_
         s_check_fail(why, why_n, "decoded '%s' does not re-encode (%s)", tr_msg_type_name(m.type),
                      tr_strerror(rc));
         goto out;
+    }
+    /* the flat-buffer encoder writes the same bytes, within its bound */
+    size_t bound = tr_msg_pack_bound(&m);
+    if (bound) {
+        char *buf = malloc(bound);
+        size_t n = 0;
+        int rc2 = buf ? tr_msg_pack_to(&m, buf, bound, &n) : TR_OK;
+        int same = !buf || (rc2 == TR_OK && n == s1.size && memcmp(buf, s1.data, n) == 0);
+        free(buf);
+        if (!same) {
+            s_check_fail(why, why_n, "tr_msg_pack_to and tr_msg_pack differ on '%s'",
+                         tr_msg_type_name(m.type));
+            goto out;
+        }
     }
     rc = tr_msg_decode(&m2, s1.data, s1.size, &err);
     if (rc != TR_OK) {
