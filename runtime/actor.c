@@ -7,6 +7,20 @@
  *  handles everything already queued in its inbox (bounded), destroys its state, closes
  *  its sockets with a bounded linger, and its thread exits; the node joins it.
  *
+ *  Coalescing: tr_actor_send packs a message into its destination's batch; the batches go
+ *  out, one frame each, after every inbox frame has been handled (so what the handlers of
+ *  one frame sent leaves before the next receive, which keeps round trips short) and from
+ *  a prepare watcher of the lowest priority (after every other before-sleep hook, for what
+ *  timers, idle watchers and hooks sent) before the loop sleeps. The maps of a frame sit
+ *  back to back; the receiving runtime decodes them in turn (tr_msg_decode_next). A message of
+ *  more than TR_ACTOR_BATCH_DIRECT bytes goes out at once in a frame of its own (packed
+ *  once, handed to ZeroMQ without a copy), after whatever was queued for the same peer; a
+ *  batch that reaches TR_ACTOR_BATCH_MAX bytes goes out at once too. So per destination the
+ *  order of messages is kept, a message waits at most until the end of the loop turn, and
+ *  a burst of small messages costs one ZeroMQ send and one receive per turn instead of one
+ *  per message. Frames from outside the runtime (the bench's or the CLI's single maps)
+ *  are the special case of one map; client frames never reach an inbox (frontend.c).
+ *
  *  Links between actors have unbounded high water marks: a PUSH to a peer that is not
  *  (yet) bound queues instead of blocking or dropping, so start-up order never matters
  *  and nothing is lost while both sides live. The cost is memory when a consumer falls
@@ -30,10 +44,15 @@
 
 #define TR_ACTOR_LINGER_MS 1000       /* on close: how long queued sends may still go out */
 #define TR_ACTOR_DRAIN_MAX 100000     /* on stop: most queued messages still handled */
+#define TR_ACTOR_BATCH_DIRECT 8192    /* larger messages get a frame of their own */
+#define TR_ACTOR_BATCH_MAX 65536      /* a batch this large goes out at once */
+#define TR_ACTOR_ZONE_CHUNK 2048      /* decode zone, reused for every message */
 
 typedef struct {
     char name[TR_TOPO_NAME_MAX];
     void *sock;                        /* owned PUSH */
+    char *batch;                       /* owned: maps packed this turn, back to back */
+    size_t batch_n, batch_cap;
 } s_outbox_t;
 
 struct tr_actor {
@@ -47,6 +66,9 @@ struct tr_actor {
     tr_zwatch_t inbox_w;
     ev_async stop_w;
     ev_prepare before_sleep_w;
+    ev_prepare flush_w;                /* sends the batches; EV_MINPRI: after every hook */
+    msgpack_zone zone;                 /* decoded messages' trees; cleared after each */
+    uint32_t name_n;                   /* strlen(tinfo->name), for `from` */
     atomic_int stop_requested;
     void *self;                        /* owned via spec->state_destroy */
     s_outbox_t *outs;                  /* owned */
@@ -104,9 +126,9 @@ void tr_actor_count_out(tr_actor_t *a, uint64_t n) { a->msgs_out += n; }
 
 /* ---- sending ---- */
 
-static void *s_outbox(tr_actor_t *a, const char *to) {
+static s_outbox_t *s_outbox(tr_actor_t *a, const char *to) {
     for (int i = 0; i < a->n_outs; i++)
-        if (strcmp(a->outs[i].name, to) == 0) return a->outs[i].sock;
+        if (strcmp(a->outs[i].name, to) == 0) return &a->outs[i];
     const tr_topo_actor_t *dst = tr_topo_find_actor(a->node->topo, to);
     if (!dst) return NULL;
     const char *ep = tr_topo_endpoint_for(a->node->topo, a->node->process, dst);
@@ -123,21 +145,63 @@ static void *s_outbox(tr_actor_t *a, const char *to) {
     zmq_setsockopt(s, ZMQ_SNDHWM, &zero, sizeof zero);
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     if (zmq_connect(s, ep) != 0) goto fail;
-    snprintf(a->outs[a->n_outs].name, sizeof a->outs[a->n_outs].name, "%s", to);
-    a->outs[a->n_outs++].sock = s;
+    s_outbox_t *o = &a->outs[a->n_outs++];
+    memset(o, 0, sizeof *o);
+    snprintf(o->name, sizeof o->name, "%s", to);
+    o->sock = s;
     TR_DEBUG("connected to %s at %s", to, ep);
-    return s;
+    return o;
 fail:
     TR_ERROR("cannot connect to actor %s at %s: %s", to, ep, zmq_strerror(zmq_errno()));
     if (s) zmq_close(s);
     return NULL;
 }
 
+/* Sends o's batch as one frame (ZeroMQ copies it; the buffer stays for the next turn). */
+static int s_flush(s_outbox_t *o) {
+    if (o->batch_n == 0) return TR_OK;
+    int rc = zmq_send(o->sock, o->batch, o->batch_n, ZMQ_DONTWAIT) < 0 ? TR_EZMQ : TR_OK;
+    if (rc != TR_OK)
+        TR_WARN("send of %zu bytes to %s failed: %s", o->batch_n, o->name,
+                zmq_strerror(zmq_errno()));
+    o->batch_n = 0;
+    return rc;
+}
+
+static void s_flush_all(tr_actor_t *a) {
+    for (int i = 0; i < a->n_outs; i++) s_flush(&a->outs[i]);
+}
+
+/* Packs m at the end of o's batch (bound: tr_msg_pack_bound(m), not 0); on failure the
+ * batch is left as it was. */
+static int s_batch_add(s_outbox_t *o, const tr_msg_t *m, size_t bound) {
+    if (bound > o->batch_cap - o->batch_n) {
+        size_t cap = o->batch_cap ? o->batch_cap : 4096;
+        while (cap < o->batch_n + bound) cap *= 2;
+        char *b = realloc(o->batch, cap);
+        if (!b) return TR_ENOMEM;
+        o->batch = b;
+        o->batch_cap = cap;
+    }
+    size_t n;
+    int rc = tr_msg_pack_to(m, o->batch + o->batch_n, o->batch_cap - o->batch_n, &n);
+    if (rc == TR_OK) o->batch_n += n;
+    return rc;
+}
+
 int tr_actor_send(tr_actor_t *a, const char *to, tr_msg_t *m) {
-    void *s = s_outbox(a, to);
-    if (!s) return tr_topo_find_actor(a->node->topo, to) ? TR_EZMQ : TR_ENOENT;
-    m->from = tr_str_c(a->tinfo->name);
-    int rc = tr_wire_send(s, m, 0);
+    s_outbox_t *o = s_outbox(a, to);
+    if (!o) return tr_topo_find_actor(a->node->topo, to) ? TR_EZMQ : TR_ENOENT;
+    m->from = (tr_str_t){a->tinfo->name, a->name_n};
+    size_t bound = tr_msg_pack_bound(m);
+    int rc;
+    if (bound && bound <= TR_ACTOR_BATCH_DIRECT) {
+        rc = s_batch_add(o, m, bound);
+        if (rc == TR_OK && o->batch_n >= TR_ACTOR_BATCH_MAX) rc = s_flush(o);
+    } else { /* large (or of unknown size): a frame of its own, after what is queued */
+        rc = s_flush(o);
+        if (rc == TR_OK) rc = tr_wire_send(o->sock, m, 0);
+    }
     if (rc == TR_OK) a->msgs_out++;
     else TR_WARN("send %s to %s failed: %s", tr_msg_type_name(m->type), to, tr_strerror(rc));
     return rc;
@@ -200,80 +264,97 @@ static void s_on_ping(tr_actor_t *a, const tr_msg_t *msg) {
 
 /* ---- dispatch ---- */
 
-static void s_dispatch(tr_actor_t *a, const void *data, size_t size) {
-    tr_msg_t msg;
-    tr_msg_err_t err;
-    a->msgs_in++;
-    if (tr_msg_decode(&msg, data, size, &err) != TR_OK) {
-        a->decode_errors++;
-        TR_WARN("dropped a malformed message (%zu bytes): %s", size, err.text);
-        return;
-    }
-    uint64_t t0 = tr_now_ns();
-    if (msg.type == TR_MSG_PING) {
-        s_on_ping(a, &msg);
+/* Runs the handler for one decoded message. */
+static void s_handle(tr_actor_t *a, const tr_msg_t *msg) {
+    if (msg->type == TR_MSG_PING) {
+        s_on_ping(a, msg);
     } else {
-        if (msg.type == TR_MSG_PEER_DOWN) {
+        if (msg->type == TR_MSG_PEER_DOWN) {
             char proc[TR_TOPO_NAME_MAX], reason[256];
             TR_WARN("process %s is down (%s)",
-                    tr_str_copy(msg.u.peer_down.process, proc, sizeof proc),
-                    tr_str_copy(msg.u.peer_down.reason, reason, sizeof reason));
+                    tr_str_copy(msg->u.peer_down.process, proc, sizeof proc),
+                    tr_str_copy(msg->u.peer_down.reason, reason, sizeof reason));
         }
         tr_handler_fn fn = NULL;
         for (const tr_handler_t *h = a->spec->handlers; h && h->fn; h++)
-            if (h->type == msg.type) {
+            if (h->type == msg->type) {
                 fn = h->fn;
                 break;
             }
         if (fn) {
-            int rc = fn(a->self, &msg);
+            int rc = fn(a->self, msg);
             if (rc != TR_OK) {
                 a->handler_errors++;
-                TR_DEBUG("handler for %s returned %s", tr_msg_type_name(msg.type),
+                TR_DEBUG("handler for %s returned %s", tr_msg_type_name(msg->type),
                          tr_strerror(rc));
             }
-        } else if (msg.type != TR_MSG_PEER_DOWN && msg.type != TR_MSG_ERROR &&
-                   msg.type != TR_MSG_PONG) {
+        } else if (msg->type != TR_MSG_PEER_DOWN && msg->type != TR_MSG_ERROR &&
+                   msg->type != TR_MSG_PONG) {
             a->unhandled++;
-            TR_DEBUG("no handler for %s", tr_msg_type_name(msg.type));
-            tr_actor_reply_error(a, &msg, "unknown_type", "type", "actor '%s' does not handle '%s'",
-                                 a->tinfo->name, tr_msg_type_name(msg.type));
+            TR_DEBUG("no handler for %s", tr_msg_type_name(msg->type));
+            tr_actor_reply_error(a, msg, "unknown_type", "type", "actor '%s' does not handle '%s'",
+                                 a->tinfo->name, tr_msg_type_name(msg->type));
         } else {
             a->unhandled++;
         }
     }
+}
+
+/* Decodes and handles every map in one inbox frame (see the top of the file); returns how
+ * many it held. A map that breaks the schema is counted and skipped; bytes that are not
+ * msgpack end the frame. The clock is read once per frame (a read costs as much as
+ * decoding a small message): busy time counts decoding and handlers, and the slowest
+ * "handler" is the slowest frame, one handler or the handlers of coalesced messages. */
+static int s_dispatch_frame(tr_actor_t *a, const uint8_t *data, size_t size) {
+    uint64_t t0 = tr_now_ns();
+    size_t off = 0;
+    int n = 0;
+    do {
+        tr_msg_t msg;
+        tr_msg_err_t err;
+        size_t used;
+        a->msgs_in++;
+        n++;
+        int rc = tr_msg_decode_next(&msg, data + off, size - off, &a->zone, &used, &err);
+        if (rc == TR_OK) s_handle(a, &msg);
+        msgpack_zone_clear(&a->zone);
+        if (rc != TR_OK) {
+            a->decode_errors++;
+            TR_WARN("dropped a malformed message (%zu bytes): %s", used ? used : size - off,
+                    err.text);
+            if (used == 0) break;
+        }
+        off += used;
+    } while (off < size);
     uint64_t dt = tr_now_ns() - t0;
     a->busy_ns += dt;
     if (dt > a->max_handler_ns) a->max_handler_ns = dt;
-    tr_msg_fini(&msg);
+    return n;
 }
 
-/* Receives and dispatches up to `budget` messages; returns how many were handled. */
+/* Receives and dispatches frames until `budget` messages were handled or the inbox is
+ * empty; returns how many were handled. */
 static int s_drain_inbox(tr_actor_t *a, int budget) {
-    int n = 0;
+    int n = 0, drained = 0;
+    zmq_msg_t zm;
+    zmq_msg_init(&zm);
     while (n < budget) {
-        zmq_msg_t zm;
-        zmq_msg_init(&zm);
         if (zmq_msg_recv(&zm, a->inbox, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&zm);
+            drained = zmq_errno() != EINTR;
             break;
         }
         int more = zmq_msg_more(&zm);
-        s_dispatch(a, zmq_msg_data(&zm), zmq_msg_size(&zm));
-        zmq_msg_close(&zm);
+        n += s_dispatch_frame(a, zmq_msg_data(&zm), zmq_msg_size(&zm));
+        s_flush_all(a); /* the answers go out before the receive that ends in EAGAIN */
         while (more) { /* extra frames are not part of any message yet: drop them */
-            zmq_msg_init(&zm);
-            if (zmq_msg_recv(&zm, a->inbox, ZMQ_DONTWAIT) < 0) {
-                zmq_msg_close(&zm);
-                break;
-            }
+            if (zmq_msg_recv(&zm, a->inbox, ZMQ_DONTWAIT) < 0) break;
             more = zmq_msg_more(&zm);
-            zmq_msg_close(&zm);
             a->decode_errors++;
             TR_WARN("dropped an unexpected extra frame");
         }
-        n++;
     }
+    zmq_msg_close(&zm);
+    tr_zwatch_drained(&a->inbox_w, drained);
     return n;
 }
 
@@ -291,6 +372,10 @@ static void s_on_stop(struct ev_loop *loop, ev_async *w, int revents) {
 static void s_on_before_sleep(struct ev_loop *loop, ev_prepare *w, int revents) {
     tr_actor_t *a = w->data;
     a->spec->before_sleep(a->self);
+}
+
+static void s_on_flush(struct ev_loop *loop, ev_prepare *w, int revents) {
+    s_flush_all(w->data);
 }
 
 /* ---- the actor thread ---- */
@@ -311,7 +396,10 @@ static int s_bind(tr_actor_t *a, const char *ep) {
 }
 
 static void s_close_sockets(tr_actor_t *a) {
-    for (int i = 0; i < a->n_outs; i++) zmq_close(a->outs[i].sock);
+    for (int i = 0; i < a->n_outs; i++) {
+        zmq_close(a->outs[i].sock);
+        free(a->outs[i].batch);
+    }
     free(a->outs);
     a->outs = NULL;
     a->n_outs = a->cap_outs = 0;
@@ -327,6 +415,12 @@ static void *s_actor_main(void *arg) {
     tr_actor_t *a = arg;
     tr_log_set_name(a->tinfo->name);
     a->started_ns = tr_now_ns();
+    a->name_n = (uint32_t)strlen(a->tinfo->name);
+    if (!msgpack_zone_init(&a->zone, TR_ACTOR_ZONE_CHUNK)) {
+        snprintf(a->init_err, sizeof a->init_err, "out of memory");
+        s_init_done(a, TR_ENOMEM);
+        return NULL;
+    }
     int rc = TR_ERR, zero = 0;
     a->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
     if (!a->loop) {
@@ -345,6 +439,7 @@ static void *s_actor_main(void *arg) {
         snprintf(a->init_err, sizeof a->init_err, "cannot watch the inbox");
         goto fail;
     }
+    tr_zwatch_set_exclusive(&a->inbox_w, 1); /* only s_drain_inbox reads it; no sends */
     ev_async_init(&a->stop_w, s_on_stop);
     a->stop_w.data = a;
     ev_async_start(a->loop, &a->stop_w);
@@ -361,6 +456,10 @@ static void *s_actor_main(void *arg) {
         a->before_sleep_w.data = a;
         ev_prepare_start(a->loop, &a->before_sleep_w);
     }
+    ev_prepare_init(&a->flush_w, s_on_flush);
+    ev_set_priority(&a->flush_w, EV_MINPRI);
+    a->flush_w.data = a;
+    ev_prepare_start(a->loop, &a->flush_w);
     tr_zwatch_start(a->loop, &a->inbox_w);
     TR_DEBUG("started (%s%s%s)", a->tinfo->inproc, a->tinfo->remote[0] ? ", " : "",
              a->tinfo->remote);
@@ -370,9 +469,13 @@ static void *s_actor_main(void *arg) {
 
     tr_zwatch_stop(a->loop, &a->inbox_w);
     if (a->spec->before_sleep) ev_prepare_stop(a->loop, &a->before_sleep_w);
+    ev_prepare_stop(a->loop, &a->flush_w);
     ev_async_stop(a->loop, &a->stop_w);
+    s_flush_all(a); /* what the last turn sent */
     if (a->self && a->spec->state_destroy) a->spec->state_destroy(&a->self);
+    s_flush_all(a); /* what state_destroy sent */
     s_close_sockets(a);
+    msgpack_zone_destroy(&a->zone);
     ev_loop_destroy(a->loop);
     a->loop = NULL;
     TR_DEBUG("stopped");
@@ -381,6 +484,7 @@ static void *s_actor_main(void *arg) {
 fail:
     TR_ERROR("%s", a->init_err);
     s_close_sockets(a);
+    msgpack_zone_destroy(&a->zone);
     if (a->loop) ev_loop_destroy(a->loop);
     a->loop = NULL;
     s_init_done(a, rc == TR_OK ? TR_ERR : rc);

@@ -82,7 +82,10 @@ const tr_conf_section_t *tr_actor_conf(const tr_actor_t *a);
 
 /* Sends m to the actor instance named `to` (sets m->from). Never blocks. Returns TR_OK,
  * TR_ENOENT (no such actor in the topology), TR_EINVAL (m breaks the schema) or TR_EZMQ.
- * m's borrowed data only needs to live until the call returns. */
+ * m's borrowed data only needs to live until the call returns (it is packed at once).
+ * Messages to one peer are coalesced: they leave, in order, in one frame after the
+ * current inbox frame has been handled or before the loop sleeps, whichever comes first
+ * (runtime/actor.c); a message over 8 KiB leaves at once. */
 int tr_actor_send(tr_actor_t *a, const char *to, tr_msg_t *m);
 /* Sends m to the sender of `req` (req->from). TR_ENOENT if req carries no sender. */
 int tr_actor_reply(tr_actor_t *a, const tr_msg_t *req, tr_msg_t *m);

@@ -18,6 +18,12 @@ static int s_events(tr_zwatch_t *w) {
 
 static void s_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents) {
     tr_zwatch_t *w = CONTAINER(p, tr_zwatch_t, prepare);
+    if (w->exclusive) {
+        w->fired = 0;
+        if (w->drained) ev_io_start(loop, &w->io);
+        else ev_idle_start(loop, &w->idle);
+        return;
+    }
     if (s_events(w) & (w->events | ZMQ_POLLERR))
         ev_idle_start(loop, &w->idle);
     else
@@ -26,6 +32,16 @@ static void s_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents) {
 
 static void s_on_check(struct ev_loop *loop, ev_check *c, int revents) {
     tr_zwatch_t *w = CONTAINER(c, tr_zwatch_t, check);
+    if (w->exclusive) {
+        /* libev runs check watchers before the io watcher's callback (it queues them
+         * last and runs a priority's queue from the end): ask whether ZMQ_FD fired before
+         * stopping the io watcher clears that; `fired` covers the other order */
+        int woke = ev_is_pending(&w->io) || w->fired || !w->drained;
+        ev_io_stop(loop, &w->io);
+        ev_idle_stop(loop, &w->idle);
+        if (woke) w->cb(loop, w, ZMQ_POLLIN);
+        return;
+    }
     ev_io_stop(loop, &w->io);
     ev_idle_stop(loop, &w->idle);
     int ev = s_events(w);
@@ -33,7 +49,9 @@ static void s_on_check(struct ev_loop *loop, ev_check *c, int revents) {
 }
 
 /* io and idle only wake the loop; the check watcher does the work. */
-static void s_on_wake_io(struct ev_loop *loop, ev_io *io, int revents) {}
+static void s_on_wake_io(struct ev_loop *loop, ev_io *io, int revents) {
+    CONTAINER(io, tr_zwatch_t, io)->fired = 1;
+}
 static void s_on_wake_idle(struct ev_loop *loop, ev_idle *i, int revents) {}
 
 int tr_zwatch_init(tr_zwatch_t *w, void *sock, int events, tr_zwatch_cb cb, void *data) {
@@ -48,6 +66,9 @@ int tr_zwatch_init(tr_zwatch_t *w, void *sock, int events, tr_zwatch_cb cb, void
     w->cb = cb;
     w->data = data;
     w->active = 0;
+    w->exclusive = 0;
+    w->drained = 0;
+    w->fired = 0;
     ev_prepare_init(&w->prepare, s_on_prepare);
     ev_check_init(&w->check, s_on_check);
     ev_idle_init(&w->idle, s_on_wake_idle);
@@ -69,6 +90,11 @@ void tr_zwatch_stop(struct ev_loop *loop, tr_zwatch_t *w) {
     ev_io_stop(loop, &w->io);
     ev_idle_stop(loop, &w->idle);
     w->active = 0;
+}
+
+void tr_zwatch_set_exclusive(tr_zwatch_t *w, int on) {
+    w->exclusive = on;
+    w->drained = 0; /* look once before trusting ZMQ_FD */
 }
 
 void tr_zwatch_set_events(tr_zwatch_t *w, int events) {

@@ -1,12 +1,17 @@
 /*  transport/msg.c - the table-driven codec for every message in msgs.def.
  *
- *  Decode is two passes over untrusted bytes:
- *    1. s_scan walks the msgpack structure without allocating, checking that every
- *       container's declared count fits the bytes that remain and that nesting stays
- *       within TR_MSG_MAX_DEPTH. msgpack-c allocates arrays by their declared count, so
- *       without this a 5-byte frame could ask for a 96 GiB allocation.
- *    2. msgpack_unpack_next builds the object tree (strings/bins point into the frame),
- *       then s_decode_fields checks each key against the type's field table.
+ *  Decode builds a msgpack object tree over untrusted bytes, then checks it:
+ *    1. A map whose keys and values are all scalars (nearly every message) is read in one
+ *       pass by s_build_flat, bounds-checking each item as it goes; the pair array is
+ *       sized by a count already checked against the bytes left.
+ *    2. Anything else first goes through s_scan, which walks the msgpack structure without
+ *       allocating, checking that every container's declared count fits the bytes that
+ *       remain and that nesting stays within TR_MSG_MAX_DEPTH (msgpack-c allocates arrays
+ *       by their declared count, so without this a 5-byte frame could ask for a 96 GiB
+ *       allocation); then msgpack_unpack builds the tree.
+ *    Either way strings and bins point into the frame, the tree lives in a zone (a 512-byte
+ *    one per message for tr_msg_decode, the caller's for tr_msg_decode_next), and the
+ *    field pass checks each key against the type's field table.
  *  Encode walks the same table. Thread-safe: no state beyond the constant tables.      */
 #include "transport/msg.h"
 
@@ -24,16 +29,18 @@
 #define TR_MSG_REQ true
 #define TR_MSG_OPT false
 #define TR_MSG_FIELD_DESC(ident, name, T, req, limit, doc)                                 \
-    {#name, TR_FT_##T, TR_MSG_##req, (uint64_t)(limit), offsetof(tr_msg_##ident##_t, name), doc},
+    {#name, TR_FT_##T, TR_MSG_##req, (uint64_t)(limit), offsetof(tr_msg_##ident##_t, name), doc, \
+     sizeof(#name) - 1},
 #define X(E, ident, wire, ver, doc)                                                        \
     static const tr_field_desc_t s_fields_##ident[] = {TR_FIELDS_##ident(TR_MSG_FIELD_DESC)};
 TR_MSG_LIST(X)
 #undef X
 
 static const tr_msg_desc_t s_descs[TR_MSG_COUNT] = {
-    [TR_MSG_NONE] = {NULL, 0, NULL, NULL, 0},
+    [TR_MSG_NONE] = {NULL, 0, NULL, NULL, 0, 0},
 #define X(E, ident, wire, ver, doc)                                                        \
-    [TR_MSG_##E] = {wire, ver, doc, s_fields_##ident, (int)TR_ARRAY_LEN(s_fields_##ident)},
+    [TR_MSG_##E] = {wire, ver, doc, s_fields_##ident, (int)TR_ARRAY_LEN(s_fields_##ident),     \
+                    sizeof(wire) - 1},
     TR_MSG_LIST(X)
 #undef X
 };
@@ -50,10 +57,21 @@ const char *tr_msg_type_name(tr_msg_type_t type) {
     return d ? d->name : "?";
 }
 
+/* The last type found, per thread: an inbox mostly sees runs of one type. */
+static _Thread_local int s_last_type = 1;
+
+static inline int s_type_is(int t, const char *name, size_t n) {
+    const tr_msg_desc_t *d = &s_descs[t];
+    return d->name_n == n && (n == 0 || (d->name[0] == name[0] && memcmp(d->name, name, n) == 0));
+}
+
 tr_msg_type_t tr_msg_type_from_name(const char *name, size_t n) {
+    if (s_type_is(s_last_type, name, n)) return (tr_msg_type_t)s_last_type;
     for (int t = 1; t < TR_MSG_COUNT; t++)
-        if (strlen(s_descs[t].name) == n && memcmp(s_descs[t].name, name, n) == 0)
+        if (s_type_is(t, name, n)) {
+            s_last_type = t;
             return (tr_msg_type_t)t;
+        }
     return TR_MSG_NONE;
 }
 
@@ -249,9 +267,19 @@ __attribute__((format(printf, 4, 5))) static int s_fail(tr_msg_err_t *err, const
     return TR_EPROTO;
 }
 
+/* Keys are a few bytes: compare inline rather than call memcmp (hot: every key of every
+ * message goes through here once per candidate name). */
+static inline int s_key_is_n(const msgpack_object *k, const char *name, size_t n) {
+    if (k->via.str.size != n) return 0;
+    const char *p = k->via.str.ptr;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != name[i]) return 0;
+    return 1;
+}
+
+/* For literals: the compiler folds the strlen. */
 static int s_key_is(const msgpack_object *k, const char *name) {
-    size_t n = strlen(name);
-    return k->via.str.size == n && memcmp(k->via.str.ptr, name, n) == 0;
+    return s_key_is_n(k, name, strlen(name));
 }
 
 static int s_fail_dup(tr_msg_err_t *err, const msgpack_object *k) {
@@ -283,12 +311,11 @@ static int s_get_int(const msgpack_object *o, int64_t *out) {
 /* Decodes one field value into its slot; on failure fills err. */
 static int s_decode_field(const tr_field_desc_t *f, const msgpack_object *o, void *slot,
                           msgpack_zone *zone, tr_msg_err_t *err) {
-    const char *got = s_obj_type_name(o);
     switch (f->type) {
     case TR_FT_STR: {
         if (o->type != MSGPACK_OBJECT_STR)
             return s_fail(err, "bad_request", f->name, "field '%s': expected str, got %s", f->name,
-                          got);
+                          s_obj_type_name(o));
         if (f->limit && o->via.str.size > f->limit)
             return s_fail(err, "bad_request", f->name,
                           "field '%s': string of %u bytes exceeds the limit of %llu", f->name,
@@ -313,7 +340,7 @@ static int s_decode_field(const tr_field_desc_t *f, const msgpack_object *o, voi
         }
         if (s_get_int(o, &id->i) == 0) return TR_OK;
         return s_fail(err, "bad_request", f->name, "field '%s': expected str or int, got %s",
-                      f->name, got);
+                      f->name, s_obj_type_name(o));
     }
     case TR_FT_INT:
     case TR_FT_SINT: {
@@ -327,7 +354,7 @@ static int s_decode_field(const tr_field_desc_t *f, const msgpack_object *o, voi
                 }
             }
             return s_fail(err, "bad_request", f->name, "field '%s': expected int, got %s",
-                          f->name, got);
+                          f->name, s_obj_type_name(o));
         }
     range:
         if (f->type == TR_FT_INT && v < 0)
@@ -346,7 +373,7 @@ static int s_decode_field(const tr_field_desc_t *f, const msgpack_object *o, voi
         else if (s_get_int(o, &i) == 0) d = (double)i;
         else
             return s_fail(err, "bad_request", f->name, "field '%s': expected float, got %s",
-                          f->name, got);
+                          f->name, s_obj_type_name(o));
         if (!isfinite(d))
             return s_fail(err, "bad_request", f->name, "field '%s': must be finite", f->name);
         *(double *)slot = d;
@@ -355,13 +382,13 @@ static int s_decode_field(const tr_field_desc_t *f, const msgpack_object *o, voi
     case TR_FT_BOOL:
         if (o->type != MSGPACK_OBJECT_BOOLEAN)
             return s_fail(err, "bad_request", f->name, "field '%s': expected bool, got %s",
-                          f->name, got);
+                          f->name, s_obj_type_name(o));
         *(bool *)slot = o->via.boolean;
         return TR_OK;
     case TR_FT_BIN: {
         if (o->type != MSGPACK_OBJECT_BIN)
             return s_fail(err, "bad_request", f->name, "field '%s': expected bin, got %s", f->name,
-                          got);
+                          s_obj_type_name(o));
         if (f->limit && o->via.bin.size > f->limit)
             return s_fail(err, "bad_request", f->name,
                           "field '%s': %u bytes exceed the limit of %llu", f->name,
@@ -401,7 +428,8 @@ static int s_decode_field(const tr_field_desc_t *f, const msgpack_object *o, voi
             a->n = n;
         } else {
             return s_fail(err, "bad_request", f->name,
-                          "field '%s': expected array of int or bin, got %s", f->name, got);
+                          "field '%s': expected array of int or bin, got %s", f->name,
+                          s_obj_type_name(o));
         }
         if (f->limit && a->n > f->limit) goto too_many;
         return TR_OK;
@@ -413,7 +441,7 @@ static int s_decode_field(const tr_field_desc_t *f, const msgpack_object *o, voi
         tr_strs_t *a = slot;
         if (o->type != MSGPACK_OBJECT_ARRAY)
             return s_fail(err, "bad_request", f->name, "field '%s': expected array of str, got %s",
-                          f->name, got);
+                          f->name, s_obj_type_name(o));
         if (f->limit && o->via.array.size > f->limit)
             return s_fail(err, "bad_request", f->name, "field '%s': more than %llu items", f->name,
                           (unsigned long long)f->limit);
@@ -477,42 +505,194 @@ static void s_peek_id(const msgpack_object *root, tr_msg_err_t *err) {
     }
 }
 
-int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err) {
+/* ---- pass 2, fast: a flat map in one pass ---- */
+
+/* Reads one scalar (nil, bool, int, float, str, bin) at p[0..n), n >= 1, into *o exactly
+ * as msgpack-c's unpacker would; returns its length, or 0 for anything else (a container,
+ * ext, a bad or truncated byte): the caller then takes the general path, which also gives
+ * the error. Hot path: every message between actors goes through here. */
+static size_t s_flat_scalar(const uint8_t *p, size_t n, msgpack_object *o) {
+    uint8_t b = p[0];
+    size_t hdr, len;
+    if (b <= 0x7f) {
+        o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+        o->via.u64 = b;
+        return 1;
+    }
+    if (b >= 0xe0) {
+        o->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+        o->via.i64 = (int8_t)b;
+        return 1;
+    }
+    if ((b & 0xe0) == 0xa0) {
+        hdr = 1;
+        len = b & 0x1f;
+        goto str;
+    }
+    switch (b) {
+    case 0xc0: o->type = MSGPACK_OBJECT_NIL; return 1;
+    case 0xc2:
+    case 0xc3:
+        o->type = MSGPACK_OBJECT_BOOLEAN;
+        o->via.boolean = b == 0xc3;
+        return 1;
+    case 0xc4: case 0xc5: case 0xc6: /* bin 8/16/32 */
+    case 0xd9: case 0xda: case 0xdb: { /* str 8/16/32 */
+        int k = 1 << ((b >= 0xd9 ? b - 0xd9 : b - 0xc4));
+        if (n < 1 + (size_t)k) return 0;
+        hdr = 1 + (size_t)k;
+        len = (size_t)s_be(p + 1, k);
+        if (b <= 0xc6) {
+            if (len > n - hdr) return 0;
+            o->type = MSGPACK_OBJECT_BIN;
+            o->via.bin.ptr = (const char *)p + hdr;
+            o->via.bin.size = (uint32_t)len;
+            return hdr + len;
+        }
+        goto str;
+    }
+    case 0xca: { /* float 32 */
+        if (n < 5) return 0;
+        uint32_t u = (uint32_t)s_be(p + 1, 4);
+        float f;
+        memcpy(&f, &u, 4);
+        o->type = MSGPACK_OBJECT_FLOAT32;
+        o->via.f64 = f;
+        return 5;
+    }
+    case 0xcb: { /* float 64 */
+        if (n < 9) return 0;
+        uint64_t u = s_be(p + 1, 8);
+        o->type = MSGPACK_OBJECT_FLOAT64;
+        memcpy(&o->via.f64, &u, 8);
+        return 9;
+    }
+    case 0xcc: case 0xcd: case 0xce: case 0xcf: { /* uint 8..64 */
+        int k = 1 << (b - 0xcc);
+        if (n < 1 + (size_t)k) return 0;
+        o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+        o->via.u64 = s_be(p + 1, k);
+        return 1 + (size_t)k;
+    }
+    case 0xd0: case 0xd1: case 0xd2: case 0xd3: { /* int 8..64 */
+        int k = 1 << (b - 0xd0);
+        if (n < 1 + (size_t)k) return 0;
+        uint64_t u = s_be(p + 1, k);
+        int64_t v = k == 8 ? (int64_t)u
+                           : (int64_t)(u ^ (1ull << (8 * k - 1))) - (int64_t)(1ull << (8 * k - 1));
+        if (v >= 0) {
+            o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+            o->via.u64 = (uint64_t)v;
+        } else {
+            o->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+            o->via.i64 = v;
+        }
+        return 1 + (size_t)k;
+    }
+    default: return 0;
+    }
+str:
+    if (len > n - hdr) return 0;
+    o->type = MSGPACK_OBJECT_STR;
+    o->via.str.ptr = (const char *)p + hdr;
+    o->via.str.size = (uint32_t)len;
+    return hdr + len;
+}
+
+/* Builds *root for a map whose keys and values are all scalars (every message between
+ * actors but pong, and most client requests), with no pre-scan: each item is
+ * bounds-checked as it is read, and the pair array is sized by a count already checked
+ * against the bytes left. Returns 1 (built; *used set), 0 (not flat or not valid: take the
+ * general path) or -1 (out of memory). */
+static int s_build_flat(const uint8_t *p, size_t n, msgpack_zone *zone, msgpack_object *root,
+                        size_t *used) {
+    uint8_t b = p[0];
+    size_t off;
+    uint64_t count;
+    if ((b & 0xf0) == 0x80) {
+        count = b & 0x0f;
+        off = 1;
+    } else if (b == 0xde || b == 0xdf) {
+        int k = b == 0xde ? 2 : 4;
+        if (n < 1 + (size_t)k) return 0;
+        count = s_be(p + 1, k);
+        off = 1 + (size_t)k;
+    } else {
+        return 0;
+    }
+    if (count > (n - off) / 2) return 0; /* every key and value needs a byte */
+    msgpack_object_kv *kv = NULL;
+    if (count) {
+        kv = msgpack_zone_malloc(zone, (size_t)count * sizeof *kv);
+        if (!kv) return -1;
+    }
+    for (uint64_t i = 0; i < count; i++) {
+        size_t k, v;
+        if (off >= n || !(k = s_flat_scalar(p + off, n - off, &kv[i].key))) return 0;
+        off += k;
+        if (off >= n || !(v = s_flat_scalar(p + off, n - off, &kv[i].val))) return 0;
+        off += v;
+    }
+    root->type = MSGPACK_OBJECT_MAP;
+    root->via.map.size = (uint32_t)count;
+    root->via.map.ptr = kv;
+    *used = off;
+    return 1;
+}
+
+/* The object tree of the first object in data[0..size) into `zone`: the flat fast path,
+ * else the structural scan and msgpack-c. strict: refuse bytes after it. */
+static int s_build_tree(const uint8_t *data, size_t size, msgpack_zone *zone, int strict,
+                        msgpack_object *root, size_t *used, tr_msg_err_t *err) {
+    int fr = s_build_flat(data, size, zone, root, used);
+    if (fr < 0) {
+        *used = 0;
+        return s_fail(err, "internal", NULL, "out of memory");
+    }
+    if (fr == 0) {
+        int rc = s_scan(data, size, used, 0);
+        if (rc == -2)
+            return s_fail(err, "bad_request", NULL, "msgpack nested deeper than %d levels",
+                          TR_MSG_MAX_DEPTH);
+        if (rc == -3)
+            return s_fail(err, "bad_request", NULL, "malformed msgpack: a container declares "
+                          "more items than the message holds");
+        if (rc != 0) return s_fail(err, "bad_request", NULL, "malformed or truncated msgpack");
+    }
+    if (strict && *used != size) {
+        size_t extra = size - *used;
+        *used = 0;
+        return s_fail(err, "bad_request", NULL, "%zu trailing bytes after the msgpack map",
+                      extra);
+    }
+    if (fr == 0) {
+        size_t off = 0;
+        msgpack_unpack_return ur = msgpack_unpack((const char *)data, *used, &off, zone, root);
+        if (ur == MSGPACK_UNPACK_NOMEM_ERROR) {
+            *used = 0;
+            return s_fail(err, "internal", NULL, "out of memory");
+        }
+        if (ur != MSGPACK_UNPACK_SUCCESS)
+            return s_fail(err, "bad_request", NULL, "malformed msgpack (unpack error %d)",
+                          (int)ur);
+    }
+    return TR_OK;
+}
+
+/* Decodes the first object of data[0..size) into m, its tree in `zone` (borrowed).
+ * *used: its length once its structure is known, else 0. */
+static int s_decode(tr_msg_t *m, const void *data, size_t size, msgpack_zone *zone, int strict,
+                    size_t *used, tr_msg_err_t *err) {
     memset(m, 0, sizeof *m);
     err->code[0] = err->field[0] = err->text[0] = '\0';
     err->has_id = false;
+    *used = 0;
     if (size == 0) return s_fail(err, "bad_request", NULL, "empty message");
-
-    size_t used = 0;
-    int rc = s_scan(data, size, &used, 0);
-    if (rc == -2)
-        return s_fail(err, "bad_request", NULL, "msgpack nested deeper than %d levels",
-                      TR_MSG_MAX_DEPTH);
-    if (rc == -3)
-        return s_fail(err, "bad_request", NULL,
-                      "malformed msgpack: a container declares more items than the message holds");
-    if (rc != 0) return s_fail(err, "bad_request", NULL, "malformed or truncated msgpack");
-    if (used != size)
-        return s_fail(err, "bad_request", NULL, "%zu trailing bytes after the msgpack map",
-                      size - used);
-
-    msgpack_unpacked up;
-    msgpack_unpacked_init(&up);
-    size_t off = 0;
-    msgpack_unpack_return ur = msgpack_unpack_next(&up, data, size, &off);
-    if (ur != MSGPACK_UNPACK_SUCCESS) {
-        msgpack_unpacked_destroy(&up);
-        return s_fail(err, "bad_request", NULL, "malformed msgpack (unpack error %d)", (int)ur);
-    }
-    m->zone = up.zone; /* take the zone; up.data lives in it */
-    up.zone = NULL;
-    if (!m->zone) m->zone = msgpack_zone_new(256);
-    m->root = msgpack_zone_malloc(m->zone, sizeof(msgpack_object));
-    if (!m->zone || !m->root) {
-        tr_msg_fini(m);
-        return s_fail(err, "internal", NULL, "out of memory");
-    }
-    *(msgpack_object *)m->root = up.data;
+    msgpack_object *rootw = msgpack_zone_malloc(zone, sizeof(msgpack_object));
+    if (!rootw) return s_fail(err, "internal", NULL, "out of memory");
+    int rc = s_build_tree(data, size, zone, strict, rootw, used, err);
+    if (rc != TR_OK) return rc;
+    m->root = rootw;
     const msgpack_object *root = m->root;
 
     if (root->type != MSGPACK_OBJECT_MAP) {
@@ -520,7 +700,6 @@ int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err)
                s_obj_type_name(root));
         goto fail;
     }
-    s_peek_id(root, err);
 
     /* envelope: type, v, from; duplicate or non-string keys are refused. Keys are compared
      * pairwise only among the first 65 (bounded work); past them, a repeated key the codec
@@ -538,9 +717,7 @@ int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err)
         }
         for (uint32_t j = 0; j < i; j++) {
             const msgpack_object *k2 = &root->via.map.ptr[j].key;
-            if (k2->via.str.size == k->via.str.size &&
-                (k->via.str.size == 0 || /* msgpack-c: ptr is NULL for "" */
-                 memcmp(k2->via.str.ptr, k->via.str.ptr, k->via.str.size) == 0)) {
+            if (s_key_is_n(k2, k->via.str.ptr, k->via.str.size)) { /* "" may have ptr NULL */
                 s_fail_dup(err, k);
                 goto fail;
             }
@@ -609,12 +786,12 @@ int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err)
         const msgpack_object *k = &root->via.map.ptr[i].key;
         for (int fi = 0; fi < d->n_fields; fi++) {
             const tr_field_desc_t *f = &d->fields[fi];
-            if (!s_key_is(k, f->name)) continue;
+            if (!s_key_is_n(k, f->name, f->name_n)) continue;
             if (m->present >> fi & 1) { /* past the first 64 keys: the field was set */
                 s_fail_dup(err, k);
                 goto fail;
             }
-            if (s_decode_field(f, &root->via.map.ptr[i].val, base + f->offset, m->zone, err))
+            if (s_decode_field(f, &root->via.map.ptr[i].val, base + f->offset, zone, err))
                 goto fail;
             m->present |= 1ull << fi;
             break;
@@ -630,8 +807,34 @@ int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err)
     return TR_OK;
 
 fail:
-    tr_msg_fini(m);
+    if (root->type == MSGPACK_OBJECT_MAP) s_peek_id(root, err); /* for the error reply */
+    m->root = NULL;
     return TR_EPROTO;
+}
+
+/* Zone chunk for one decoded message: the root, its pairs and small converted arrays. */
+#define TR_MSG_ZONE_CHUNK 512
+
+int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err) {
+    msgpack_zone *zone = msgpack_zone_new(TR_MSG_ZONE_CHUNK);
+    size_t used;
+    if (!zone) {
+        memset(m, 0, sizeof *m);
+        err->has_id = false;
+        return s_fail(err, "internal", NULL, "out of memory");
+    }
+    int rc = s_decode(m, data, size, zone, 1, &used, err);
+    if (rc != TR_OK) {
+        msgpack_zone_free(zone);
+        return rc;
+    }
+    m->zone = zone;
+    return TR_OK;
+}
+
+int tr_msg_decode_next(tr_msg_t *m, const void *data, size_t size, msgpack_zone *zone,
+                       size_t *used, tr_msg_err_t *err) {
+    return s_decode(m, data, size, zone, 0, used, err);
 }
 
 /* ---- encode ---- */
@@ -700,6 +903,11 @@ static int s_pack_field(const tr_field_desc_t *f, const void *slot, msgpack_pack
     return TR_EINVAL;
 }
 
+static void s_pack_strn(msgpack_packer *pk, const char *s, size_t n) {
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
 int tr_msg_pack(const tr_msg_t *m, msgpack_packer *pk) {
     const tr_msg_desc_t *d = tr_msg_desc(m->type);
     if (!d || m->from.n > TR_MSG_FROM_MAX) return TR_EINVAL;
@@ -710,21 +918,230 @@ int tr_msg_pack(const tr_msg_t *m, msgpack_packer *pk) {
         n += (uint32_t)has;
     }
     msgpack_pack_map(pk, n);
-    tr_pack_cstr(pk, "type");
-    tr_pack_cstr(pk, d->name);
-    tr_pack_cstr(pk, "v");
+    s_pack_strn(pk, "type", 4);
+    s_pack_strn(pk, d->name, d->name_n);
+    s_pack_strn(pk, "v", 1);
     msgpack_pack_uint32(pk, m->v ? m->v : d->version);
     if (m->from.n) {
-        tr_pack_cstr(pk, "from");
-        msgpack_pack_str(pk, m->from.n);
-        msgpack_pack_str_body(pk, m->from.p, m->from.n);
+        s_pack_strn(pk, "from", 4);
+        s_pack_strn(pk, m->from.p, m->from.n);
     }
     const uint8_t *base = (const uint8_t *)&m->u;
     for (int fi = 0; fi < d->n_fields; fi++) {
         if (!(m->present >> fi & 1)) continue;
-        tr_pack_cstr(pk, d->fields[fi].name);
+        s_pack_strn(pk, d->fields[fi].name, d->fields[fi].name_n);
         int rc = s_pack_field(&d->fields[fi], base + d->fields[fi].offset, pk);
         if (rc) return rc;
     }
+    return TR_OK;
+}
+
+/* Bytes of a msgpack str/bin/array/map header for n items or bytes, at most. */
+#define TR_MSG_HDR_MAX 5
+
+size_t tr_msg_pack_bound(const tr_msg_t *m) {
+    const tr_msg_desc_t *d = tr_msg_desc(m->type);
+    if (!d) return 0;
+    /* map header; "type", its name; "v", uint32; "from", its value */
+    size_t n = TR_MSG_HDR_MAX + (1 + 4) + (TR_MSG_HDR_MAX + d->name_n) + (1 + 1) + 5 +
+               (1 + 4) + (TR_MSG_HDR_MAX + (size_t)m->from.n);
+    const uint8_t *base = (const uint8_t *)&m->u;
+    for (int fi = 0; fi < d->n_fields; fi++) {
+        if (!(m->present >> fi & 1)) continue;
+        const tr_field_desc_t *f = &d->fields[fi];
+        const void *slot = base + f->offset;
+        n += TR_MSG_HDR_MAX + f->name_n;
+        switch (f->type) {
+        case TR_FT_STR: n += TR_MSG_HDR_MAX + ((const tr_str_t *)slot)->n; break;
+        case TR_FT_ID: n += TR_MSG_HDR_MAX + 9 + ((const tr_id_t *)slot)->s.n; break;
+        case TR_FT_INT:
+        case TR_FT_SINT:
+        case TR_FT_FLOAT:
+        case TR_FT_BOOL: n += 9; break;
+        case TR_FT_BIN: n += TR_MSG_HDR_MAX + ((const tr_bin_t *)slot)->n; break;
+        case TR_FT_I32S: n += TR_MSG_HDR_MAX + 4 * (size_t)((const tr_i32s_t *)slot)->n; break;
+        case TR_FT_STRS: {
+            const tr_strs_t *a = slot;
+            n += TR_MSG_HDR_MAX;
+            for (uint32_t i = 0; i < a->n; i++) n += TR_MSG_HDR_MAX + tr_strs_at(*a, i).n;
+            break;
+        }
+        case TR_FT_ANY: {
+            const tr_any_t *a = slot;
+            if (a->packed) n += a->packed_n;
+            else if (a->obj) return 0;
+            else n += 1;
+            break;
+        }
+        }
+    }
+    return n;
+}
+
+/* ---- encode into a flat buffer (tr_msg_pack_to) ----
+ * The same bytes as msgpack-c's packer (smallest int form, fixstr/str8/16/32, bin8/16/32),
+ * written straight into a buffer already sized by tr_msg_pack_bound: no callback per item.
+ * The fuzz check compares both encoders on every decoded message. */
+
+static inline uint8_t *s_put_be(uint8_t *p, uint64_t v, int k) {
+    for (int i = k - 1; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
+    return p + k;
+}
+
+static inline uint8_t *s_put_int(uint8_t *p, int64_t d) {
+    if (d < -(1LL << 5)) {
+        if (d < -(1LL << 15)) {
+            if (d < -(1LL << 31)) { *p++ = 0xd3; return s_put_be(p, (uint64_t)d, 8); }
+            *p++ = 0xd2;
+            return s_put_be(p, (uint32_t)(int32_t)d, 4);
+        }
+        if (d < -(1 << 7)) { *p++ = 0xd1; return s_put_be(p, (uint16_t)(int16_t)d, 2); }
+        *p++ = 0xd0;
+        *p++ = (uint8_t)d;
+        return p;
+    }
+    if (d < (1 << 7)) { *p++ = (uint8_t)d; return p; }
+    if (d < (1LL << 8)) { *p++ = 0xcc; *p++ = (uint8_t)d; return p; }
+    if (d < (1LL << 16)) { *p++ = 0xcd; return s_put_be(p, (uint64_t)d, 2); }
+    if (d < (1LL << 32)) { *p++ = 0xce; return s_put_be(p, (uint64_t)d, 4); }
+    *p++ = 0xcf;
+    return s_put_be(p, (uint64_t)d, 8);
+}
+
+/* A str (tag 0) or bin (tag 1) header and body. */
+static inline uint8_t *s_put_bytes(uint8_t *p, int bin, const void *b, size_t n) {
+    if (!bin && n < 32) {
+        *p++ = (uint8_t)(0xa0 | n);
+    } else if (n < 256) {
+        *p++ = bin ? 0xc4 : 0xd9;
+        *p++ = (uint8_t)n;
+    } else if (n < 65536) {
+        *p++ = bin ? 0xc5 : 0xda;
+        p = s_put_be(p, n, 2);
+    } else {
+        *p++ = bin ? 0xc6 : 0xdb;
+        p = s_put_be(p, n, 4);
+    }
+    if (n) memcpy(p, b, n);
+    return p + n;
+}
+
+static inline uint8_t *s_put_count(uint8_t *p, int map, uint32_t n) {
+    if (n < 16) {
+        *p++ = (uint8_t)((map ? 0x80 : 0x90) | n);
+    } else if (n < 65536) {
+        *p++ = map ? 0xde : 0xdc;
+        p = s_put_be(p, n, 2);
+    } else {
+        *p++ = map ? 0xdf : 0xdd;
+        p = s_put_be(p, n, 4);
+    }
+    return p;
+}
+
+/* Writes one field's value at *pp; the checks are s_pack_field's. */
+static int s_put_field(const tr_field_desc_t *f, const void *slot, uint8_t **pp) {
+    uint8_t *p = *pp;
+    switch (f->type) {
+    case TR_FT_STR: {
+        const tr_str_t *s = slot;
+        if (f->limit && s->n > f->limit) return TR_EINVAL;
+        p = s_put_bytes(p, 0, s->p, s->n);
+        break;
+    }
+    case TR_FT_ID: {
+        const tr_id_t *id = slot;
+        if (id->is_str && id->s.n > f->limit) return TR_EINVAL;
+        p = id->is_str ? s_put_bytes(p, 0, id->s.p, id->s.n) : s_put_int(p, id->i);
+        break;
+    }
+    case TR_FT_INT:
+    case TR_FT_SINT: {
+        int64_t v = *(const int64_t *)slot;
+        if (f->type == TR_FT_INT && v < 0) return TR_EINVAL;
+        if (!s_in_limit(v, f->limit)) return TR_EINVAL;
+        p = s_put_int(p, v);
+        break;
+    }
+    case TR_FT_FLOAT: {
+        double d = *(const double *)slot;
+        uint64_t u;
+        if (!isfinite(d)) return TR_EINVAL;
+        memcpy(&u, &d, 8);
+        *p++ = 0xcb;
+        p = s_put_be(p, u, 8);
+        break;
+    }
+    case TR_FT_BOOL: *p++ = *(const bool *)slot ? 0xc3 : 0xc2; break;
+    case TR_FT_BIN: {
+        const tr_bin_t *b = slot;
+        if (f->limit && b->n > f->limit) return TR_EINVAL;
+        p = s_put_bytes(p, 1, b->p, b->n);
+        break;
+    }
+    case TR_FT_I32S: {
+        const tr_i32s_t *a = slot;
+        if (f->limit && a->n > f->limit) return TR_EINVAL;
+        p = s_put_bytes(p, 1, a->p, 4 * (size_t)a->n);
+        break;
+    }
+    case TR_FT_STRS: {
+        const tr_strs_t *a = slot;
+        if (f->limit && a->n > f->limit) return TR_EINVAL;
+        for (uint32_t i = 0; i < a->n; i++)
+            if (tr_strs_at(*a, i).n > TR_MSG_STRS_ITEM_MAX) return TR_EINVAL;
+        p = s_put_count(p, 0, a->n);
+        for (uint32_t i = 0; i < a->n; i++) {
+            tr_str_t s = tr_strs_at(*a, i);
+            p = s_put_bytes(p, 0, s.p, s.n);
+        }
+        break;
+    }
+    case TR_FT_ANY: {
+        const tr_any_t *a = slot;
+        if (a->packed) {
+            if (a->packed_n) memcpy(p, a->packed, a->packed_n);
+            p += a->packed_n;
+        } else if (a->obj) {
+            return TR_EINVAL; /* tr_msg_pack_bound is 0: the caller uses tr_msg_pack */
+        } else {
+            *p++ = 0xc0;
+        }
+        break;
+    }
+    default: return TR_EINVAL;
+    }
+    *pp = p;
+    return TR_OK;
+}
+
+int tr_msg_pack_to(const tr_msg_t *m, void *buf, size_t cap, size_t *n) {
+    const tr_msg_desc_t *d = tr_msg_desc(m->type);
+    size_t bound = tr_msg_pack_bound(m);
+    if (!d || m->from.n > TR_MSG_FROM_MAX || bound == 0 || cap < bound) return TR_EINVAL;
+    uint32_t count = 2 + (m->from.n ? 1 : 0);
+    for (int fi = 0; fi < d->n_fields; fi++) {
+        int has = (int)(m->present >> fi & 1);
+        if (d->fields[fi].required && !has) return TR_EINVAL;
+        count += (uint32_t)has;
+    }
+    uint8_t *p = s_put_count(buf, 1, count);
+    p = s_put_bytes(p, 0, "type", 4);
+    p = s_put_bytes(p, 0, d->name, d->name_n);
+    p = s_put_bytes(p, 0, "v", 1);
+    p = s_put_int(p, m->v ? m->v : d->version);
+    if (m->from.n) {
+        p = s_put_bytes(p, 0, "from", 4);
+        p = s_put_bytes(p, 0, m->from.p, m->from.n);
+    }
+    const uint8_t *base = (const uint8_t *)&m->u;
+    for (int fi = 0; fi < d->n_fields; fi++) {
+        if (!(m->present >> fi & 1)) continue;
+        const tr_field_desc_t *f = &d->fields[fi];
+        p = s_put_bytes(p, 0, f->name, f->name_n);
+        int rc = s_put_field(f, base + f->offset, &p);
+        if (rc) return rc;
+    }
+    *n = (size_t)(p - (uint8_t *)buf);
     return TR_OK;
 }

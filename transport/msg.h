@@ -146,12 +146,33 @@ void tr_msg_init(tr_msg_t *m, tr_msg_type_t type);
  * caller must tr_msg_fini(m). Never reads past `size`; any bytes are safe input. */
 int tr_msg_decode(tr_msg_t *m, const void *data, size_t size, tr_msg_err_t *err);
 
+/* Decodes the first msgpack map of data[0..size) and sets *used to its length; the bytes
+ * after it are left for the next call. For internal links only, whose frames may carry
+ * several maps back to back (runtime/actor.c); client frames go through tr_msg_decode,
+ * which refuses trailing bytes. Strings and bins borrow `data`; the object tree and
+ * converted arrays go into `zone` (borrowed: the caller owns it, and the message is valid
+ * until the zone is cleared or destroyed; m->zone stays NULL). Validation and errors are
+ * those of tr_msg_decode. On failure *used is the map's length when its structure could
+ * be read (the caller may go on with the next map), else 0 (the rest cannot be trusted). */
+int tr_msg_decode_next(tr_msg_t *m, const void *data, size_t size, msgpack_zone *zone,
+                       size_t *used, tr_msg_err_t *err);
+
 /* Frees what decode allocated; safe on an init'ed message; idempotent. */
 void tr_msg_fini(tr_msg_t *m);
 
 /* Packs `m` (type, v, from when set, present fields) onto `pk`. Returns TR_OK, or
  * TR_EINVAL if a field breaks the schema (a required field absent, a limit exceeded). */
 int tr_msg_pack(const tr_msg_t *m, msgpack_packer *pk);
+
+/* An upper bound on the bytes tr_msg_pack(m) writes (to size a buffer once), or 0 when it
+ * cannot be known cheaply (an ANY field given as a decoded object). */
+size_t tr_msg_pack_bound(const tr_msg_t *m);
+
+/* Packs m into buf[0..cap), the same bytes as tr_msg_pack, without a packer's callback per
+ * item (the runtime's hot path). cap must be at least tr_msg_pack_bound(m), which must not
+ * be 0. Returns TR_OK with *n set to the bytes written, or TR_EINVAL (as tr_msg_pack, or
+ * for a bound of 0 or a short buffer). */
+int tr_msg_pack_to(const tr_msg_t *m, void *buf, size_t cap, size_t *n);
 
 /* Wire name of a type ("health"); "?" for out-of-range values. */
 const char *tr_msg_type_name(tr_msg_type_t type);
@@ -204,6 +225,7 @@ typedef struct {
     uint64_t limit;
     size_t offset;           /* within the message's struct */
     const char *doc;
+    uint32_t name_n;         /* strlen(name) */
 } tr_field_desc_t;
 
 typedef struct {
@@ -212,6 +234,7 @@ typedef struct {
     const char *doc;
     const tr_field_desc_t *fields;
     int n_fields;
+    uint32_t name_n;         /* strlen(name) */
 } tr_msg_desc_t;
 
 /* Descriptor of a message type, NULL for TR_MSG_NONE / out of range. */

@@ -14,17 +14,30 @@ void tr_wire_free_cb(void *data, void *hint) {
 }
 
 int tr_wire_encode(const tr_msg_t *m, zmq_msg_t *out) {
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    int rc = tr_msg_pack(m, &pk);
-    if (rc != TR_OK) {
-        msgpack_sbuffer_destroy(&sb);
-        return rc;
+    /* one allocation of the right size: an empty sbuffer's first write takes 8 KiB, and a
+     * 1 MiB payload would grow it to 2 MiB by doubling */
+    size_t bound = tr_msg_pack_bound(m), size;
+    char *data;
+    if (bound) {
+        if (!(data = malloc(bound))) return TR_ENOMEM;
+        int rc = tr_msg_pack_to(m, data, bound, &size);
+        if (rc != TR_OK) {
+            free(data);
+            return rc;
+        }
+    } else { /* an ANY field given as a decoded object: its size is not known */
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        int rc = tr_msg_pack(m, &pk);
+        if (rc != TR_OK) {
+            msgpack_sbuffer_destroy(&sb);
+            return rc;
+        }
+        size = sb.size;
+        data = msgpack_sbuffer_release(&sb);
     }
-    size_t size = sb.size;
-    char *data = msgpack_sbuffer_release(&sb);
     if (zmq_msg_init_data(out, data, size, tr_wire_free_cb, NULL) != 0) {
         free(data);
         return TR_EZMQ;

@@ -91,12 +91,14 @@ static void s_add_request_fields(json_t *line, const msgpack_object *req) {
         if (!tr_str_eq(key, "type") && !tr_str_eq(key, "id")) continue;
         char name[8];
         tr_str_copy(key, name, sizeof name);
-        if (v->type == MSGPACK_OBJECT_STR)
-            json_object_set_new(line, name, json_stringn(v->via.str.ptr, v->via.str.size));
-        else if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        if (v->type == MSGPACK_OBJECT_STR) { /* msgpack-c may leave ptr NULL for "" */
+            const char *p = v->via.str.ptr ? v->via.str.ptr : "";
+            json_object_set_new(line, name, json_stringn(p, v->via.str.size));
+        } else if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
             json_object_set_new(line, name, json_integer((json_int_t)v->via.u64));
-        else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        } else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
             json_object_set_new(line, name, json_integer((json_int_t)v->via.i64));
+        }
     }
 }
 
@@ -119,7 +121,7 @@ static int s_on_tap(void *self_, const tr_msg_t *msg) {
     json_object_set_new(line, "bytes", json_integer((json_int_t)t->size));
     if (TR_MSG_HAS(msg, tap, request)) s_add_request_fields(line, t->request.obj);
     if (TR_MSG_HAS(msg, tap, error))
-        json_object_set_new(line, "error", json_stringn(t->error.p, t->error.n));
+        json_object_set_new(line, "error", json_stringn(t->error.p ? t->error.p : "", t->error.n));
     char *text = json_dumps(line, JSON_COMPACT);
     json_decref(line);
     if (!text) return TR_ENOMEM;

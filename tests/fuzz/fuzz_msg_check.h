@@ -12,7 +12,13 @@
  *    - decode succeeds with a known type, a supported version and every required field,
  *      the message re-encodes with tr_msg_pack (what decode accepts, encode accepts), the
  *      encoding decodes again to the same type, version, sender, present bits and field
- *      values, and re-encoding that gives the same bytes (the encoding is canonical).
+ *      values, and re-encoding that gives the same bytes (the encoding is canonical);
+ *    - the object tree decode built (its one-pass reader for flat maps, or msgpack-c) is
+ *      the one msgpack-c builds from the same bytes, and tr_msg_decode_next (internal
+ *      links, trailing maps allowed) agrees with tr_msg_decode: on the whole input when
+ *      that decodes, and on the prefix it reports as used when it succeeds; and
+ *    - tr_msg_pack_to (the flat-buffer encoder) writes tr_msg_pack's bytes within the
+ *      bound tr_msg_pack_bound gives.
  *  Returns 0 when the property holds, else -1 with a sentence in why[].
  *  Header-only (static functions): each program includes it once.                      */
 #ifndef TR_FUZZ_MSG_CHECK_H
@@ -22,6 +28,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "transport/msg.h"
@@ -124,11 +131,60 @@ static int s_check_pack(const tr_msg_t *m, msgpack_sbuffer *sb) {
     return tr_msg_pack(m, &pk);
 }
 
+/* tr_msg_decode_next against tr_msg_decode (m: the latter's result when rc == TR_OK). */
+static int s_check_next(const uint8_t *data, size_t size, int rc, const tr_msg_t *m, char *why,
+                        size_t why_n) {
+    msgpack_zone *zone = msgpack_zone_new(512);
+    if (!zone) return 0;
+    tr_msg_t n, p;
+    tr_msg_err_t err;
+    size_t used = 0;
+    int ret = 0;
+    int rn = tr_msg_decode_next(&n, data, size, zone, &used, &err);
+    if (rc == TR_OK) {
+        if (rn != TR_OK || used != size || n.type != m->type || n.v != m->v ||
+            n.present != m->present || !s_check_str_eq(n.from, m->from)) {
+            ret = s_check_fail(why, why_n, "decode_next disagrees with decode (%s)", err.text);
+        } else {
+            const tr_msg_desc_t *d = tr_msg_desc(m->type);
+            for (int fi = 0; fi < d->n_fields && !ret; fi++)
+                if ((m->present >> fi & 1) && !s_check_field_eq(&d->fields[fi], m, &n))
+                    ret = s_check_fail(why, why_n, "decode_next read field '%s' otherwise",
+                                       d->fields[fi].name);
+            msgpack_object o;
+            size_t off = 0;
+            if (!ret && msgpack_unpack((const char *)data, size, &off, zone, &o) ==
+                            MSGPACK_UNPACK_SUCCESS && !s_check_obj_eq(&o, m->root))
+                ret = s_check_fail(why, why_n, "the decoded tree differs from msgpack-c's");
+        }
+    } else if (rn == TR_OK) {
+        if (used == 0 || used > size) {
+            ret = s_check_fail(why, why_n, "decode_next used %zu of %zu bytes", used, size);
+        } else if (tr_msg_decode(&p, data, used, &err) != TR_OK) {
+            ret = s_check_fail(why, why_n, "decode_next accepted a prefix decode refuses: %s",
+                               err.text);
+        } else {
+            if (p.type != n.type || p.present != n.present)
+                ret = s_check_fail(why, why_n, "decode_next and decode differ on a prefix");
+            tr_msg_fini(&p);
+        }
+    } else if (used > size) {
+        ret = s_check_fail(why, why_n, "failed decode_next used %zu of %zu bytes", used, size);
+    }
+    tr_msg_fini(&n);
+    msgpack_zone_free(zone);
+    return ret;
+}
+
 static int tr_msg_check_input(const uint8_t *data, size_t size, char *why, size_t why_n) {
     tr_msg_t m, m2;
     tr_msg_err_t err;
     why[0] = '\0';
     int rc = tr_msg_decode(&m, data, size, &err);
+    if (s_check_next(data, size, rc, &m, why, why_n)) {
+        if (rc == TR_OK) tr_msg_fini(&m);
+        return -1;
+    }
     if (rc != TR_OK) {
         if (rc != TR_EPROTO) return s_check_fail(why, why_n, "decode returned %d", rc);
         if (!err.code[0] || !err.text[0])
@@ -155,6 +211,20 @@ static int tr_msg_check_input(const uint8_t *data, size_t size, char *why, size_
         s_check_fail(why, why_n, "decoded '%s' does not re-encode (%s)", tr_msg_type_name(m.type),
                      tr_strerror(rc));
         goto out;
+    }
+    /* the flat-buffer encoder writes the same bytes, within its bound */
+    size_t bound = tr_msg_pack_bound(&m);
+    if (bound) {
+        char *buf = malloc(bound);
+        size_t n = 0;
+        int rc2 = buf ? tr_msg_pack_to(&m, buf, bound, &n) : TR_OK;
+        int same = !buf || (rc2 == TR_OK && n == s1.size && memcmp(buf, s1.data, n) == 0);
+        free(buf);
+        if (!same) {
+            s_check_fail(why, why_n, "tr_msg_pack_to and tr_msg_pack differ on '%s'",
+                         tr_msg_type_name(m.type));
+            goto out;
+        }
     }
     rc = tr_msg_decode(&m2, s1.data, s1.size, &err);
     if (rc != TR_OK) {

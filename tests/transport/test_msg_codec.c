@@ -1584,6 +1584,68 @@ static void test_helpers(void) {
     ok(none.n == 0, "tr_str_c(NULL) is empty");
 }
 
+/* ---- several maps in one frame (internal links) ---- */
+
+static void test_decode_next(void) {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    tr_msg_t m;
+    tr_msg_init(&m, TR_MSG_PING);
+    TR_MSG_SET(&m, ping, seq, 7);
+    tr_msg_pack(&m, &pk);
+    size_t first = sb.size;
+    msgpack_pack_map(&pk, 2); /* an error without its required 'code': well-formed, refused */
+    tr_pack_cstr(&pk, "type");
+    tr_pack_cstr(&pk, "error");
+    tr_pack_cstr(&pk, "message");
+    tr_pack_cstr(&pk, "x");
+    size_t second = sb.size;
+    tr_pack_cstr(&pk, "from"); /* not a map, but msgpack: skipped */
+    size_t third = sb.size;
+    msgpack_sbuffer_write(&sb, "\xc1\x80", 2); /* not msgpack: ends the frame */
+
+    tr_msg_err_t err;
+    ok(tr_msg_decode(&m, sb.data, sb.size, &err) == TR_EPROTO && strstr(err.text, "trailing"),
+       "tr_msg_decode refuses maps after the first (%s)", err.text);
+
+    msgpack_zone *zone = msgpack_zone_new(512);
+    size_t used = 0, off = 0;
+    int rc = tr_msg_decode_next(&m, sb.data, sb.size, zone, &used, &err);
+    ok(rc == TR_OK && used == first && m.type == TR_MSG_PING && m.u.ping.seq == 7 && !m.zone,
+       "decode_next: the first map, its length, no zone of its own");
+    tr_msg_fini(&m);
+    msgpack_zone_clear(zone);
+    off += used;
+    rc = tr_msg_decode_next(&m, sb.data + off, sb.size - off, zone, &used, &err);
+    ok(rc == TR_EPROTO && used == second - first,
+       "decode_next: a map that breaks the schema is refused with its length (%s)", err.text);
+    off += used;
+    rc = tr_msg_decode_next(&m, sb.data + off, sb.size - off, zone, &used, &err);
+    ok(rc == TR_EPROTO && used == third - second, "decode_next: a str is refused, skippable");
+    off += used;
+    rc = tr_msg_decode_next(&m, sb.data + off, sb.size - off, zone, &used, &err);
+    ok(rc == TR_EPROTO && used == 0, "decode_next: bytes that are not msgpack end the frame");
+    rc = tr_msg_decode_next(&m, sb.data, 0, zone, &used, &err);
+    ok(rc == TR_EPROTO && used == 0, "decode_next: empty input");
+
+    /* tr_msg_pack_to writes tr_msg_pack's bytes; refuses a short buffer */
+    tr_msg_init(&m, TR_MSG_PING);
+    TR_MSG_SET(&m, ping, seq, 300);
+    m.from = tr_str_c("driver");
+    msgpack_sbuffer_clear(&sb);
+    tr_msg_pack(&m, &pk);
+    char buf[256];
+    size_t n = 0, bound = tr_msg_pack_bound(&m);
+    ok(bound >= sb.size && bound <= sizeof buf, "pack_bound %zu covers %zu bytes", bound, sb.size);
+    ok(tr_msg_pack_to(&m, buf, sizeof buf, &n) == TR_OK && n == sb.size &&
+       memcmp(buf, sb.data, n) == 0, "pack_to writes tr_msg_pack's bytes");
+    ok(tr_msg_pack_to(&m, buf, bound - 1, &n) == TR_EINVAL, "pack_to refuses a short buffer");
+    msgpack_zone_free(zone);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 int main(void) {
     plan_lazy();
     msgpack_sbuffer_init(&g_sb);
@@ -1607,6 +1669,7 @@ int main(void) {
     test_error_id();
     test_encode_errors();
     test_helpers();
+    test_decode_next();
 
     free(g_in);
     msgpack_sbuffer_destroy(&g_sb);
