@@ -15,14 +15,6 @@
  *  V_LOAD_BF16 / V_LOAD_F16 / V_LOAD_I8   V_W stored values widened to f32
  *  V_EXP         e^x (polynomial on SIMD ISAs, about 2 ulp; 0 below -87.3)
  *  V_F16_SCALAR  one f16 to f32 (F16C on SIMD ISAs)
- *  V_ABS         |x|
- *  V_STORE_I16   rounds V_W floats to the nearest integer (ties to even) and stores them as
- *                int16, saturating
- *  V_DOT32_Q8(q, x)  the 32 products of int8 q[0..32) and int16 x[0..32), summed into V_W
- *                float lanes (summing the lanes gives the dot product). Each lane sums at
- *                most 4 products of |q| <= 128 and |x| <= 32767 in int32 before converting,
- *                so it is exact for ggml's quants (|q| <= 127: 4 * 127 * 32767 < 2^24).
- *  V_X16         1 where the GEMV runs q8_0 on int16 activations (kernels/cpu/matmul_isa.h)
  *  V_MR, V_NRV   GEMM micro-tile: V_MR weight rows times V_NRV vectors of tokens      */
 
 #include <immintrin.h>
@@ -54,10 +46,6 @@
 #undef V_LOAD_I8
 #undef V_EXP
 #undef V_F16_SCALAR
-#undef V_ABS
-#undef V_STORE_I16
-#undef V_DOT32_Q8
-#undef V_X16
 
 #define TR_CAT2(a, b) a##_##b
 #define TR_CAT(a, b) TR_CAT2(a, b)
@@ -87,16 +75,6 @@
 #define V_LOAD_I8(p) ((float)*(p))
 #define V_EXP(v) expf(v)
 #define V_F16_SCALAR(h) tr_f16_to_f32(h)
-#define V_ABS(v) fabsf(v)
-#define V_STORE_I16(p, v) (*(p) = (int16_t)fmaxf(-32768.0f, fminf(32767.0f, nearbyintf(v))))
-#define V_DOT32_Q8(q, x) s_dot32_q8_scalar((q), (x))
-#define V_X16 0   /* the scalar GEMV keeps f32 activations */
-
-static inline float s_dot32_q8_scalar(const int8_t *q, const int16_t *x) {
-    int32_t s = 0;
-    for (int i = 0; i < 32; i++) s += q[i] * x[i];
-    return (float)s;
-}
 
 #elif TR_ISA == 2 /* ---------------- AVX2 + FMA + F16C ---------------- */
 
@@ -161,31 +139,10 @@ static inline TR_TARGET __m256 s_exp_avx2(__m256 x) {
     return _mm256_andnot_ps(tiny, p);
 }
 
-/* 16 int8 sign-extended to int16, times 16 int16, pairs summed: 8 int32 */
-static inline TR_TARGET __m256i s_madd16_avx2(const int8_t *q, const int16_t *x) {
-    return _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)q)),
-                             _mm256_loadu_si256((const __m256i *)x));
-}
-
-static inline TR_TARGET __m256 s_dot32_q8_avx2(const int8_t *q, const int16_t *x) {
-    return _mm256_cvtepi32_ps(
-        _mm256_add_epi32(s_madd16_avx2(q, x), s_madd16_avx2(q + 16, x + 16)));
-}
-
-static inline TR_TARGET void s_store_i16_avx2(int16_t *p, __m256 v) {
-    __m256i i = _mm256_cvtps_epi32(v);
-    __m128i h = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
-    _mm_storeu_si128((__m128i *)p, h);
-}
-
 #define V_HSUM(v) s_hsum_avx2(v)
 #define V_F16_SCALAR(h) _cvtsh_ss(h)
 #define V_HMAX(v) s_hmax_avx2(v)
 #define V_EXP(v) s_exp_avx2(v)
-#define V_ABS(v) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), (v))
-#define V_STORE_I16(p, v) s_store_i16_avx2((p), (v))
-#define V_DOT32_Q8(q, x) s_dot32_q8_avx2((q), (x))
-#define V_X16 1
 
 #elif TR_ISA == 3 /* ---------------- AVX-512 F/BW/DQ/VL ---------------- */
 
@@ -233,14 +190,6 @@ static inline TR_TARGET __m512 s_exp_avx512(__m512 x) {
 
 #define V_EXP(v) s_exp_avx512(v)
 #define V_F16_SCALAR(h) _cvtsh_ss(h)
-#define V_ABS(v) _mm512_abs_ps(v)
-#define V_STORE_I16(p, v)                                                                  \
-    _mm256_storeu_si256((__m256i *)(p), _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(v)))
-#define V_DOT32_Q8(q, x)                                                                   \
-    _mm512_cvtepi32_ps(_mm512_madd_epi16(                                                  \
-        _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(q))),                    \
-        _mm512_loadu_si512((const void *)(x))))
-#define V_X16 1
 
 #else
 #error "TR_ISA must be 1 (scalar), 2 (avx2) or 3 (avx512)"

@@ -19,8 +19,6 @@ typedef struct {
     int32_t mr, mp;               /* GEMM: weight rows and tokens per micro-tile */
     int32_t Mp;                   /* GEMM: M rounded up to the token panel */
     float *xp;                    /* GEMM: packed x, (Mp / MP, K, MP) */
-    const int16_t *x16;           /* GEMV on int16 x: (M, K) quants ... */
-    const float *dx;              /* ... and their scales, (M, K / 32) */
 } s_mm_t;
 
 typedef float (*s_dec1_fn)(const void *row, int32_t k);
@@ -41,13 +39,9 @@ static inline float s_dec1_q8_0(const void *row, int32_t k) {
     return tr_f16_to_f32(b->d) * b->qs[k % TR_Q8_0_BLOCK];
 }
 
-typedef void (*s_quant_x16_fn)(const float *x, int32_t n, int16_t *q, float *d);
-
 typedef struct {
     int32_t mr, mp, w;            /* micro-tile rows, token panel, vector width */
     tr_pool_fn pack_x;
-    s_quant_x16_fn quant_x16;     /* NULL where the GEMV keeps f32 x (scalar) */
-    tr_pool_fn gemv_x16_q8_0;     /* q8_0 GEMV on x16 / dx; NULL with quant_x16 */
     tr_pool_fn gemv[TR_DTYPE_COUNT];
     tr_pool_fn gemm[TR_DTYPE_COUNT];
 } s_isa_mm_t;
@@ -66,53 +60,12 @@ static int32_t s_task_size(int32_t n, int32_t unit, int32_t threads, int32_t max
     return per * unit;
 }
 
-/* GEMV tasks: small outputs are not worth waking threads for. Returns the task function. */
-static tr_pool_fn s_gemv_plan(s_mm_t *a, const tr_matmul_params_t *p, tr_cpu_t *cpu,
-                              const s_isa_mm_t *isa) {
+/* GEMV tasks: small outputs are not worth waking threads for */
+static void s_gemv_plan(s_mm_t *a, const tr_matmul_params_t *p, tr_cpu_t *cpu) {
     int32_t threads = tr_pool_threads(cpu->pool);
     *a = (s_mm_t){.p = p, .cpu = cpu, .row_bytes = tr_dtype_row_bytes(p->w_dtype, p->K)};
     int64_t work = (int64_t)p->M * p->N * p->K;
     a->nb = work < 65536 ? p->N : s_task_size(p->N, 4, threads, 64);
-    return p->w_dtype == TR_DTYPE_Q8_0 && isa->quant_x16 ? isa->gemv_x16_q8_0
-                                                          : isa->gemv[p->w_dtype];
-}
-
-/* Bytes of a GEMV's int16 x and scales in the shared arena (64-byte multiples). */
-static size_t s_x16_bytes(const tr_matmul_params_t *p) {
-    size_t q = ((size_t)p->M * p->K * sizeof(int16_t) + 63) & ~(size_t)63;
-    return q + (((size_t)p->M * (p->K / TR_Q8_0_BLOCK) * sizeof(float) + 63) & ~(size_t)63);
-}
-
-/* Quantizes the x of the n GEMVs in mm[] that run on int16 x into the shared arena; a GEMV
- * whose x another one already quantized shares it (q, k and v read the same x). */
-static int s_gemv_quant_x(tr_cpu_t *cpu, const s_isa_mm_t *isa, s_mm_t *mm,
-                          const tr_pool_fn *fn, int32_t n) {
-    size_t total = 0;
-    for (int32_t i = 0; i < n; i++)
-        if (fn[i] == isa->gemv_x16_q8_0 && fn[i]) total += s_x16_bytes(mm[i].p);
-    if (!total) return TR_OK;
-    if (tr_cpu_reserve_shared(cpu, total)) return TR_ENOMEM;
-    char *at = cpu->shared;
-    for (int32_t i = 0; i < n; i++) {
-        const tr_matmul_params_t *p = mm[i].p;
-        if (!fn[i] || fn[i] != isa->gemv_x16_q8_0) continue;
-        int32_t j = 0;
-        while (j < i && !(mm[j].x16 && mm[j].p->x == p->x && mm[j].p->M == p->M &&
-                          mm[j].p->K == p->K))
-            j++;
-        if (j < i) {
-            mm[i].x16 = mm[j].x16, mm[i].dx = mm[j].dx;
-            continue;
-        }
-        int16_t *q = (int16_t *)at;
-        float *d = (float *)(at + (((size_t)p->M * p->K * sizeof(int16_t) + 63) & ~(size_t)63));
-        for (int32_t m = 0; m < p->M; m++)
-            isa->quant_x16(p->x + (size_t)m * p->K, p->K, q + (size_t)m * p->K,
-                           d + (size_t)m * (p->K / TR_Q8_0_BLOCK));
-        mm[i].x16 = q, mm[i].dx = d;
-        at += s_x16_bytes(p);
-    }
-    return TR_OK;
 }
 
 /* Several GEMVs in one pool run: task t belongs to the matmul whose range holds it. */
@@ -143,12 +96,11 @@ int tr_cpu_matmul_batch(tr_ops_t *ops, const tr_matmul_params_t *p, int32_t n) {
             if (rc) return rc;
             continue;
         }
-        b.fn[b.n] = s_gemv_plan(&b.mm[b.n], &p[i], cpu, isa);
+        s_gemv_plan(&b.mm[b.n], &p[i], cpu);
+        b.fn[b.n] = isa->gemv[p[i].w_dtype];
         b.first[b.n + 1] = b.first[b.n] + (p[i].N + b.mm[b.n].nb - 1) / b.mm[b.n].nb;
         b.n++;
     }
-    /* after the GEMMs above: they use the shared arena too */
-    if (s_gemv_quant_x(cpu, isa, b.mm, b.fn, b.n)) return TR_ENOMEM;
     tr_pool_run(cpu->pool, b.first[b.n], s_batch_task, &b);
     return TR_OK;
 }
@@ -159,9 +111,8 @@ int tr_cpu_matmul(tr_ops_t *ops, const tr_matmul_params_t *p) {
     int32_t threads = tr_pool_threads(cpu->pool);
     s_mm_t a;
     if (p->M < TR_MM_GEMM_MIN_M) {
-        tr_pool_fn fn = s_gemv_plan(&a, p, cpu, isa);
-        if (s_gemv_quant_x(cpu, isa, &a, &fn, 1)) return TR_ENOMEM;
-        tr_pool_run(cpu->pool, (p->N + a.nb - 1) / a.nb, fn, &a);
+        s_gemv_plan(&a, p, cpu);
+        tr_pool_run(cpu->pool, (p->N + a.nb - 1) / a.nb, isa->gemv[p->w_dtype], &a);
         return TR_OK;
     }
     a = (s_mm_t){.p = p, .cpu = cpu, .row_bytes = tr_dtype_row_bytes(p->w_dtype, p->K)};

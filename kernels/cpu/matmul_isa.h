@@ -7,11 +7,6 @@
  *
  *  GEMV (small M, decode): each task owns a range of output features; a weight row is read
  *  once and dotted with up to four rows of x at a time. Memory-bound: streams W once.
- *  q8_0 on the SIMD ISAs (V_X16): widening every int8 weight to f32 costs more per byte than
- *  two cores can stream, so the driver first quantizes x to int16 per 32-block (s_quant_x16:
- *  d = max|x| / 32767, q = round(x / d), so |x - d q| <= max|x| / 65534), and a block's
- *  dot product is integer multiply-adds (V_DOT32_Q8: int8 weights sign-extended to int16)
- *  scaled once by d_w d_x. The scalar instance keeps the f32-activation GEMV below.
  *
  *  GEMM (larger M, prefill): x is first packed into panels of MP = V_NRV * V_W tokens laid
  *  out (K, MP), so one vector holds V_W tokens of one input feature (MP = V_W, one vector,
@@ -161,87 +156,6 @@ V_FN(s_gemv_generic)(void *ctx, int32_t task, V_FN(s_gdec32_fn) dec32, s_dec1_fn
     }
 }
 
-/* ---- GEMV on int16 activations (q8_0, V_X16) ---- */
-
-/* Quantizes x (n f32, n a multiple of 32) per 32-block: q = round(x / d), d = max|x| / 32767
- * (d = 0 and q = 0 for an all-zero block). */
-static TR_TARGET void V_FN(s_quant_x16)(const float *x, int32_t n, int16_t *q, float *d) {
-    for (int32_t b = 0; b < n / 32; b++) {
-        const float *xb = x + (size_t)b * 32;
-        vf m = V_ZERO();
-#pragma GCC unroll 32
-        for (int j = 0; j < 32 / V_W; j++) m = V_MAX(m, V_ABS(V_LOAD(xb + j * V_W)));
-        float amax = V_HMAX(m);
-        d[b] = amax / 32767.0f;
-        vf id = V_SET1(amax > 0 ? 32767.0f / amax : 0.0f);
-#pragma GCC unroll 32
-        for (int j = 0; j < 32 / V_W; j++)
-            V_STORE_I16(q + (size_t)b * 32 + j * V_W, V_MUL(V_LOAD(xb + j * V_W), id));
-    }
-}
-
-/* out[i] = x_i . row for MB (1..4) rows of quantized x (x16, row stride K; scales dx, row
- * stride K / 32), two blocks per step on alternate accumulators. */
-static inline __attribute__((always_inline)) TR_TARGET void
-V_FN(s_gemv_x16_tile)(const tr_block_q8_0_t *w, const int16_t *x16, const float *dx, int32_t K,
-                      const int MB, float *out) {
-    const int32_t nb = K / TR_Q8_0_BLOCK;
-    vf acc[4][2];
-#pragma GCC unroll 4
-    for (int i = 0; i < MB; i++) acc[i][0] = acc[i][1] = V_ZERO();
-    int32_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        vf d0 = V_SET1(V_F16_SCALAR(w[b].d)), d1 = V_SET1(V_F16_SCALAR(w[b + 1].d));
-#pragma GCC unroll 4
-        for (int i = 0; i < MB; i++) {
-            const int16_t *xi = x16 + (size_t)i * K + (size_t)b * 32;
-            const float *di = dx + (size_t)i * nb + b;
-            vf p0 = V_DOT32_Q8(w[b].qs, xi), p1 = V_DOT32_Q8(w[b + 1].qs, xi + 32);
-            acc[i][0] = V_FMA(V_MUL(d0, p0), V_SET1(di[0]), acc[i][0]);
-            acc[i][1] = V_FMA(V_MUL(d1, p1), V_SET1(di[1]), acc[i][1]);
-        }
-    }
-    if (b < nb) {
-        vf d0 = V_SET1(V_F16_SCALAR(w[b].d));
-#pragma GCC unroll 4
-        for (int i = 0; i < MB; i++) {
-            const int16_t *xi = x16 + (size_t)i * K + (size_t)b * 32;
-            acc[i][0] = V_FMA(V_MUL(d0, V_DOT32_Q8(w[b].qs, xi)),
-                              V_SET1(dx[(size_t)i * nb + b]), acc[i][0]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < MB; i++) out[i] = V_HSUM(V_ADD(acc[i][0], acc[i][1]));
-}
-
-static TR_TARGET void V_FN(s_gemv_x16_q8_0)(void *ctx, int32_t task, int32_t thread) {
-    const s_mm_t *a = ctx;
-    const tr_matmul_params_t *p = a->p;
-    const int32_t K = p->K, M = p->M, N = p->N;
-    int32_t n0 = task * a->nb, n1 = n0 + a->nb < N ? n0 + a->nb : N;
-    for (int32_t n = n0; n < n1; n++) {
-        const tr_block_q8_0_t *row =
-            (const tr_block_q8_0_t *)((const char *)p->w + (size_t)n * a->row_bytes);
-        float bias = p->bias ? p->bias[n] : 0.0f;
-        for (int32_t m0 = 0; m0 < M; m0 += 4) {
-            float out[4];
-            const int16_t *x16 = a->x16 + (size_t)m0 * K;
-            const float *dx = a->dx + (size_t)m0 * (K / TR_Q8_0_BLOCK);
-            switch (M - m0) {
-            case 1: V_FN(s_gemv_x16_tile)(row, x16, dx, K, 1, out); break;
-            case 2: V_FN(s_gemv_x16_tile)(row, x16, dx, K, 2, out); break;
-            case 3: V_FN(s_gemv_x16_tile)(row, x16, dx, K, 3, out); break;
-            default: V_FN(s_gemv_x16_tile)(row, x16, dx, K, 4, out); break;
-            }
-            int32_t mb = M - m0 < 4 ? M - m0 : 4;
-            for (int32_t i = 0; i < mb; i++) {
-                float *y = &p->y[(size_t)(m0 + i) * N + n];
-                *y = (p->accumulate ? *y : 0.0f) + out[i] + bias;
-            }
-        }
-    }
-}
-
 /* ---- GEMM ---- */
 
 /* Packs token panel `task` of x into (K, MP), zero-padding tokens past M. */
@@ -354,8 +268,6 @@ static const s_isa_mm_t V_FN(s_mm) = {
     .mp = V_NRV * V_W,
     .w = V_W,
     .pack_x = V_FN(s_pack_x),
-    .quant_x16 = V_X16 ? V_FN(s_quant_x16) : NULL,
-    .gemv_x16_q8_0 = V_X16 ? V_FN(s_gemv_x16_q8_0) : NULL,
     .gemv = {
 #define TR_DTYPE(E, n, be, bb, nmse) [TR_DTYPE_##E] = V_FN(s_gemv_##n),
 #include "kernels/dtypes.def"
