@@ -56,9 +56,18 @@ def topology(tokenizer, **scheduler):
     return f.name
 
 
+VOCAB = [40000]
+
+
+def learn_vocab(endpoint):
+    c = Client(endpoint, timeout=600)
+    VOCAB[0] = c.model_info()['vocab_size']
+    c.close()
+
+
 def prompt(n, seed):
     r = random.Random(seed)
-    return [r.randrange(100, 40000) for _ in range(n)]
+    return [r.randrange(min(100, VOCAB[0] // 4), VOCAB[0]) for _ in range(n)]
 
 
 def pct(xs, p):
@@ -87,6 +96,7 @@ def serve_decode(endpoint):
 def scenario_overhead(model, args, out):
     lib, srv = [], []
     with Server(['-m', model, '-c', topology(args.tokenizer)], ready_timeout=600) as s:
+        learn_vocab(s.endpoint)
         for _ in range(args.reps):
             srv.append(serve_decode(s.endpoint))
             lib.append(library_decode(model))   # the server is idle meanwhile
@@ -111,6 +121,7 @@ async def run_streams(endpoint, n, new_tokens, plen):
 def scenario_batching(model, args, out):
     one, sixteen = [], []
     with Server(['-m', model, '-c', topology(args.tokenizer)], ready_timeout=600) as s:
+        learn_vocab(s.endpoint)
         asyncio.run(run_streams(s.endpoint, 1, 4, 16))  # warm
         for _ in range(args.reps):
             one.append(asyncio.run(run_streams(s.endpoint, 1, 128, 128)))
@@ -155,6 +166,7 @@ def scenario_chunked(model, args, out):
     for label, sched in (('on', dict(chunked_prefill='true', chunk_size=256)),
                          ('off', dict(chunked_prefill='false', max_batch_tokens=4096))):
         with Server(['-m', model, '-c', topology(args.tokenizer, **sched)], ready_timeout=600) as s:
+            learn_vocab(s.endpoint)
             asyncio.run(run_streams(s.endpoint, 1, 4, 16))  # warm
             runs = [chunked_once(s.endpoint, args.long_prompt) for _ in range(args.reps)]
             runs = [asyncio.run(r) for r in runs]
