@@ -78,6 +78,7 @@ typedef struct {
     /* the model, from the executors' model_info */
     int n_info;
     bool ready, failed;
+    char failed_why[400];              /* why no executor serves, when failed */
     char info_model[512], info_arch[64], info_dtype[16], info_device[64];
     int64_t n_params, vocab, ctx, bos, eos, kv_blocks, block_size, kv_bytes;
     int32_t free_blocks;               /* mirror of the kv_manager's free count */
@@ -325,6 +326,15 @@ s_request_error(self_t *self, uint64_t rid, int tok, const char *field, const ch
     self->errors++;
 }
 
+/* Refuses a request with `code` (unavailable, busy, ...) and a sentence. */
+static void s_refuse(self_t *self, uint64_t rid, int tok, const char *code, const char *text) {
+    tr_id_t id = {.is_str = false, .i = (int64_t)rid};
+    tr_msg_t e;
+    tr_msg_init_error(&e, &id, code, NULL, text);
+    if (tok >= 0) tr_actor_send(self->actor, self->tokenizers[tok], &e);
+    self->errors++;
+}
+
 static void s_kv_free(self_t *self, const uint64_t *rids, int n) {
     if (!n) return;
     tr_msg_t m;
@@ -421,6 +431,10 @@ static int s_on_generate(void *self_, const tr_msg_t *msg) {
                         (unsigned long long)rid);
         return TR_EINVAL;
     }
+    if (self->failed) {
+        s_refuse(self, rid, tok, "unavailable", self->failed_why);
+        return TR_EINVAL;
+    }
     if (!TR_MSG_HAS(msg, generate, tokens) || g->tokens.n == 0) {
         s_request_error(self, rid, tok, "tokens", "the prompt is empty");
         return TR_EINVAL;
@@ -464,8 +478,6 @@ static int s_on_generate(void *self_, const tr_msg_t *msg) {
         tr_u64map_del(&self->seqs, rid);
         goto oom;
     }
-    if (self->failed)
-        TR_WARN("request %llu queued while no executor serves", (unsigned long long)rid);
     return TR_OK;
 oom:
     if (s) s_seq_free(s);
@@ -497,6 +509,12 @@ static int32_t s_blocks_for(const self_t *self, int64_t n_tokens) {
  * have been preempted itself). */
 static int s_take(self_t *self, s_seq_t *s, int32_t chunk, int64_t *budget) {
     int32_t need = s_blocks_for(self, s->n_computed + chunk) - s->n_blocks;
+    if (s->state != S_RUNNING && self->running.n) {
+        /* admissions leave a watermark (1% of the pool, at least one block) for the running
+         * sequences to grow into, so that admitting does not at once force a preemption */
+        int32_t reserve = self->kv_blocks / 100 > 1 ? (int32_t)(self->kv_blocks / 100) : 1;
+        if (need > self->free_blocks - reserve) return 0;
+    }
     while (need > self->free_blocks) {
         if (s->state != S_RUNNING) return 0; /* admissions wait; they never preempt */
         s_seq_t *victim = NULL;
@@ -953,6 +971,7 @@ static int s_on_peer_down(void *self_, const tr_msg_t *msg) {
              (int)msg->u.peer_down.reason.n, msg->u.peer_down.reason.p);
     self->ready = false;
     self->failed = true;
+    snprintf(self->failed_why, sizeof self->failed_why, "no executor serves: %s", why);
     self->kv_pending = false;
     s_fail_batch(self, why);
     /* everything else fails too: no executor will run it */
