@@ -13,7 +13,8 @@ json_t *tr_cli_json_from_msgpack(const msgpack_object *o) {
     case MSGPACK_OBJECT_NEGATIVE_INTEGER: return json_integer((json_int_t)o->via.i64);
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64: return json_real(o->via.f64);
-    case MSGPACK_OBJECT_STR: return json_stringn(o->via.str.ptr, o->via.str.size);
+    case MSGPACK_OBJECT_STR: /* msgpack-c may leave ptr NULL for "" */
+        return json_stringn(o->via.str.ptr ? o->via.str.ptr : "", o->via.str.size);
     case MSGPACK_OBJECT_BIN: return json_sprintf("<%u bytes>", o->via.bin.size);
     case MSGPACK_OBJECT_ARRAY: {
         json_t *a = json_array();
