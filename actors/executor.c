@@ -298,6 +298,19 @@ static int s_on_step(void *self_, const tr_msg_t *msg) {
     }
     if (total != m->tokens.n) return s_step_error(self, msg, "step: tokens do not add up");
     const tr_model_config_t *cfg = tr_model_config(self->model);
+    /* every block a sequence's attention reads must exist: positions 0 .. start + n - 1 */
+    for (int64_t b = 0; b < B; b++) {
+        int64_t end = (int64_t)start_pos[b] + n_tokens[b];
+        if (end > cfg->max_seq_len)
+            return s_step_error(self, msg, "step: a sequence runs past the context length");
+        int64_t nb = (end + self->kv.block_size - 1) / self->kv.block_size;
+        if (nb > m->max_blocks) return s_step_error(self, msg, "step: a block table is too short");
+        for (int64_t j = 0; j < nb; j++) {
+            int32_t id = tables[b * m->max_blocks + j];
+            if (id < 0 || id >= self->kv.n_blocks)
+                return s_step_error(self, msg, "step: a block id is outside the KV pool");
+        }
+    }
     int32_t V = cfg->vocab_size;
     tr_batch_t batch = {.n_seqs = (int32_t)B, .n_tokens = n_tokens, .tokens = tokens,
                         .start_pos = start_pos, .block_tables = tables,

@@ -117,7 +117,8 @@ typedef struct {
     uint64_t next_rid;
     int64_t max_requests;
     const char **tokenizers;         /* owned array of borrowed names */
-    int n_tokenizers, next_tok;
+    int n_tokenizers;
+    unsigned next_tok;
     const char *scheduler;           /* borrowed */
     uint64_t generated, finished, aborted, disconnects;
     tr_buf_t scratch;
@@ -129,6 +130,7 @@ static int s_on_reply(void *self, const tr_msg_t *msg);
 
 static int s_on_pong(void *self, const tr_msg_t *msg);
 static int s_on_peer_down(void *self, const tr_msg_t *msg);
+static void s_fail_lost(self_t *self, const char *why);
 
 static const tr_handler_t s_handlers[] = {
     {TR_MSG_PONG, s_on_pong},           /* -> completes a gather: health / stats reply */
@@ -505,11 +507,32 @@ static int s_on_peer_down(void *self_, const tr_msg_t *msg) {
         for (int k = 0; k < self->topo->n_actors; k++)
             if (tr_str_eq(name, self->topo->actors[k].name)) self->down[k] = 1;
     }
+    char why[400];
+    snprintf(why, sizeof why, "process %.*s ended (%.*s)", (int)msg->u.peer_down.process.n,
+             msg->u.peer_down.process.p, (int)msg->u.peer_down.reason.n,
+             msg->u.peer_down.reason.p);
+    s_fail_lost(self, why);
     return TR_OK;
 }
 
 
 /* ---- serving: generate, abort, tokenize, model_info ---- */
+
+/* Whether the launcher has reported the actor `name` down. */
+static int s_is_down(const self_t *self, const char *name) {
+    for (int i = 0; name && i < self->topo->n_actors; i++)
+        if (strcmp(self->topo->actors[i].name, name) == 0) return self->down[i];
+    return name == NULL;
+}
+
+/* The next live tokenizer, round robin; -1 when none. */
+static int s_pick_tokenizer(self_t *self) {
+    for (int k = 0; k < self->n_tokenizers; k++) {
+        int t = (int)(self->next_tok++ % (unsigned)self->n_tokenizers);
+        if (!s_is_down(self, self->tokenizers[t])) return t;
+    }
+    return -1;
+}
 
 static void s_id_keep(tr_id_t *dst, char *buf, size_t n, tr_id_t src) {
     *dst = src;
@@ -579,7 +602,11 @@ static int s_find_choices(self_t *self, const uint8_t *client, size_t client_n, 
     return n;
 }
 
-static void s_client_gone(self_t *self, const uint8_t *client, size_t client_n) {
+static void s_client_gone(self_t *self, const uint8_t *client_, size_t client_n) {
+    /* client_ may point into one of the requests dropped below: keep a copy */
+    uint8_t client[TR_RID_MAX];
+    if (client_n > sizeof client) return;
+    memcpy(client, client_, client_n);
     s_req_t *rs[256];
     int n;
     int any = 0;
@@ -645,6 +672,7 @@ static void s_generate(self_t *self, const tr_msg_t *msg, const uint8_t *client,
         return;
     }
     grp->n = n;
+    grp->n_open = 1; /* our own reference until the loop is done */
     grp->stream = !TR_MSG_HAS(msg, generate, stream) || g->stream;
     grp->want_lp = TR_MSG_HAS(msg, generate, logprobs);
     grp->n_top = grp->want_lp ? (int32_t)g->logprobs : 0;
@@ -658,7 +686,12 @@ static void s_generate(self_t *self, const tr_msg_t *msg, const uint8_t *client,
             grp->n_stops++;
         }
     }
-    int tok = self->next_tok++ % self->n_tokenizers;
+    int tok = s_pick_tokenizer(self);
+    if (tok < 0) {
+        s_client_error(self, client, client_n, id, "unavailable", NULL,
+                       "every tokenizer is down");
+        return;
+    }
     uint64_t seed = TR_MSG_HAS(msg, generate, seed) ? (uint64_t)g->seed : tr_realtime_ns();
     for (int i = 0; i < n; i++) {
         s_req_t *r = s_req_new(self, R_GENERATE, client, client_n, id);
@@ -685,7 +718,7 @@ static void s_generate(self_t *self, const tr_msg_t *msg, const uint8_t *client,
         }
         self->generated++;
     }
-    if (grp->n_open == 0) {
+    if (--grp->n_open == 0) {
         for (int i = 0; i < grp->n_stops; i++) free(grp->stops[i]);
         free(grp->stops);
         free(grp);
@@ -730,13 +763,14 @@ static void s_abort(self_t *self, const tr_msg_t *msg, const uint8_t *client, si
 static void s_forward(self_t *self, const tr_msg_t *msg, const uint8_t *client, size_t client_n) {
     tr_id_t cid;
     bool has_id = tr_msg_id(msg, &cid);
-    const char *to = msg->type == TR_MSG_TOKENIZE
-                         ? (self->n_tokenizers ? self->tokenizers[self->next_tok++ % self->n_tokenizers] : NULL)
-                         : self->scheduler;
+    int tok = msg->type == TR_MSG_TOKENIZE ? s_pick_tokenizer(self) : -1;
+    const char *to = msg->type == TR_MSG_TOKENIZE ? (tok >= 0 ? self->tokenizers[tok] : NULL)
+                                                  : (s_is_down(self, self->scheduler) ? NULL
+                                                                                      : self->scheduler);
     if (!to) {
         s_client_error(self, client, client_n, has_id ? &cid : NULL, "unavailable", NULL,
-                       "this topology has no %s", msg->type == TR_MSG_TOKENIZE ? "tokenizer"
-                                                                                : "scheduler");
+                       "no %s is serving", msg->type == TR_MSG_TOKENIZE ? "tokenizer"
+                                                                        : "scheduler");
         return;
     }
     s_req_t *r = s_req_new(self, msg->type == TR_MSG_TOKENIZE ? R_TOKENIZE : R_MODEL_INFO,
@@ -746,11 +780,18 @@ static void s_forward(self_t *self, const tr_msg_t *msg, const uint8_t *client, 
                        "out of memory");
         return;
     }
-    tr_msg_t f = *msg;
-    f.zone = NULL;
+    r->tok = tok;
+    tr_msg_t f; /* only what the request may carry: a client cannot pose as an executor */
+    tr_msg_init(&f, msg->type);
     tr_id_t rid = {.is_str = false, .i = (int64_t)r->rid};
-    if (msg->type == TR_MSG_TOKENIZE) TR_MSG_SET(&f, tokenize, id, rid);
-    else TR_MSG_SET(&f, model_info, id, rid);
+    if (msg->type == TR_MSG_TOKENIZE) {
+        TR_MSG_SET(&f, tokenize, id, rid);
+        if (TR_MSG_HAS(msg, tokenize, text)) TR_MSG_SET(&f, tokenize, text, msg->u.tokenize.text);
+        if (TR_MSG_HAS(msg, tokenize, add_special))
+            TR_MSG_SET(&f, tokenize, add_special, msg->u.tokenize.add_special);
+    } else {
+        TR_MSG_SET(&f, model_info, id, rid);
+    }
     if (tr_actor_send(self->actor, to, &f) != TR_OK) {
         s_req_drop(self, r);
         s_client_error(self, client, client_n, has_id ? &cid : NULL, "unavailable", NULL,
@@ -786,6 +827,12 @@ static int s_on_reply(void *self_, const tr_msg_t *msg) {
     return TR_OK;
 }
 
+/* Ends request r (and, when nothing was streamed yet, its sibling choices) with an error:
+ * one `error` reply if the client has seen nothing of the request, else a final output
+ * with finish_reason error. */
+static void s_fail_req(self_t *self, s_req_t *r, const char *code, const char *field,
+                       const char *text);
+
 static int s_on_error(void *self_, const tr_msg_t *msg) {
     self_t *self = self_;
     const tr_msg_error_t *e = &msg->u.error;
@@ -799,25 +846,31 @@ static int s_on_error(void *self_, const tr_msg_t *msg) {
     tr_str_copy(e->code, code, sizeof code);
     tr_str_copy(TR_MSG_HAS(msg, error, field) ? e->field : (tr_str_t){NULL, 0}, field, sizeof field);
     tr_str_copy(e->message, text, sizeof text);
+    s_fail_req(self, r, code, field[0] ? field : NULL, text);
+    return TR_OK;
+}
+
+static void s_fail_req(self_t *self, s_req_t *r, const char *code, const char *field,
+                       const char *text) {
     s_count_error(self, code);
     if (r->kind != R_GENERATE || !r->group->sent) {
         /* nothing streamed yet: the request (every choice) ends with one error */
         tr_msg_t m;
-        tr_msg_init_error(&m, r->has_id ? &r->id : NULL, code, field[0] ? field : NULL, text);
+        tr_msg_init_error(&m, r->has_id ? &r->id : NULL, code, field, text);
         uint64_t rid = r->rid;
         s_send_client(self, r->client, r->client_n, &m);
-        if (!(r = tr_u64map_get(&self->reqs, rid))) return TR_OK;
-        if (r->kind == R_GENERATE) {
-            s_req_t *rs[64];
-            int n = s_find_choices(self, r->client, r->client_n, r->has_id ? &r->id : NULL, rs, 64);
-            for (int i = 0; i < n; i++) {
-                if (rs[i] == r || rs[i]->group != r->group) continue;
-                s_cancel(self, rs[i], "error");
-                s_req_drop(self, rs[i]);
+        if (!(r = tr_u64map_get(&self->reqs, rid))) return;
+        if (r->kind == R_GENERATE) { /* the siblings: rids first_rid .. first_rid + n - 1 */
+            s_group_t *grp = r->group;
+            for (int i = 0; i < grp->n; i++) {
+                s_req_t *o = tr_u64map_get(&self->reqs, grp->first_rid + (uint64_t)i);
+                if (!o || o == r || o->group != grp) continue;
+                s_cancel(self, o, "error");
+                s_req_drop(self, o);
             }
         }
         s_req_drop(self, r);
-        return TR_OK;
+        return;
     }
     tr_msg_t o;
     tr_msg_init(&o, TR_MSG_OUTPUT);
@@ -828,7 +881,26 @@ static int s_on_error(void *self_, const tr_msg_t *msg) {
     uint64_t rid = r->rid;
     s_send_client(self, r->client, r->client_n, &o);
     s_req_done(self, rid);
-    return TR_OK;
+}
+
+static void s_fail_lost(self_t *self, const char *why) {
+    bool sched_down = s_is_down(self, self->scheduler);
+    uint64_t *rids = malloc((self->reqs.n + 1) * sizeof *rids);
+    size_t n = 0;
+    if (!rids) return;
+    for (size_t i = 0; i < self->reqs.cap; i++) {
+        s_req_t *r = self->reqs.keys[i] ? self->reqs.vals[i] : NULL;
+        if (!r) continue;
+        bool tok_down = r->kind != R_MODEL_INFO && s_is_down(self, self->tokenizers[r->tok]);
+        if (tok_down || (sched_down && r->kind != R_TOKENIZE)) rids[n++] = r->rid;
+    }
+    char text[512];
+    snprintf(text, sizeof text, "%s: the request is lost", why);
+    for (size_t i = 0; i < n; i++) {
+        s_req_t *r = tr_u64map_get(&self->reqs, rids[i]);
+        if (r) s_fail_req(self, r, "unavailable", NULL, text);
+    }
+    free(rids);
 }
 
 /* Packs {prompt_tokens, completion_tokens} and the metrics of a finished choice. */
@@ -862,9 +934,27 @@ static int s_on_deltas(void *self_, const tr_msg_t *msg) {
     const tr_msg_deltas_t *d = &msg->u.deltas;
     int64_t n = tr_bin_count(d->rids, 8);
     if (n < 0 || d->n_tokens.n != n || d->finish.n != n ||
-        (TR_MSG_HAS(msg, deltas, text_len) && d->text_len.n != n)) {
+        (TR_MSG_HAS(msg, deltas, text_len) && d->text_len.n != n) ||
+        (TR_MSG_HAS(msg, deltas, n_top) && d->n_top.n != n)) {
         TR_WARN("malformed deltas from %.*s", (int)msg->from.n, msg->from.p);
         return TR_EINVAL;
+    }
+    {   /* every row's slices must lie inside the arrays: check once, in 64 bits */
+        uint64_t nt_sum = 0, top_sum = 0, text_sum = 0;
+        for (uint32_t i = 0; i < (uint32_t)n; i++) {
+            int64_t nt = tr_i32s_at(d->n_tokens, i);
+            int64_t k = TR_MSG_HAS(msg, deltas, n_top) ? tr_i32s_at(d->n_top, i) : 0;
+            int64_t tl = TR_MSG_HAS(msg, deltas, text_len) ? tr_i32s_at(d->text_len, i) : 0;
+            if (nt < 0 || k < 0 || k > 20 || tl < 0) nt_sum = UINT64_MAX / 2;
+            nt_sum += (uint64_t)nt;
+            top_sum += (uint64_t)(k * nt);
+            text_sum += (uint64_t)tl;
+        }
+        if (nt_sum > d->tokens.n || text_sum > d->text.n ||
+            (top_sum && top_sum > d->top_tokens.n)) {
+            TR_WARN("deltas from %.*s: rows exceed the arrays", (int)msg->from.n, msg->from.p);
+            return TR_EINVAL;
+        }
     }
     int64_t n_lp = tr_bin_count(d->logprobs, 4), n_toplp = tr_bin_count(d->top_logprobs, 4);
     uint32_t tok_off = 0, top_off = 0, text_off = 0;
@@ -951,8 +1041,26 @@ static int s_on_deltas(void *self_, const tr_msg_t *msg) {
         }
         grp->sent = true;
         uint64_t rid = r->rid;
-        s_send_client(self, r->client, r->client_n, &o);
-        if (fin != TR_FINISH_NONE) {
+        int rc = s_send_client(self, r->client, r->client_n, &o);
+        if (rc == TR_EINVAL || rc == TR_AGAIN) {
+            /* too large for the protocol (e.g. stream=false with many logprobs), or a client
+             * that does not read: end the choice rather than lose its final message */
+            s_req_t *still = tr_u64map_get(&self->reqs, rid);
+            if (still) {
+                if (fin == TR_FINISH_NONE) s_cancel(self, still, "error");
+                tr_msg_t e;
+                tr_msg_init(&e, TR_MSG_OUTPUT);
+                TR_MSG_SET(&e, output, id, o.u.output.id);
+                TR_MSG_SET(&e, output, index, still->index);
+                TR_MSG_SET(&e, output, finish_reason, tr_str_c("error"));
+                TR_MSG_SET(&e, output, error,
+                           tr_str_c(rc == TR_EINVAL ? "the output exceeds the protocol's limits"
+                                                    : "the client does not read its replies"));
+                s_count_error(self, rc == TR_EINVAL ? "too_large" : "busy");
+                s_send_client(self, still->client, still->client_n, &e);
+                s_req_done(self, rid);
+            }
+        } else if (fin != TR_FINISH_NONE) {
             self->finished++;
             s_req_done(self, rid);
         }

@@ -82,6 +82,8 @@ typedef struct {
     char info_model[512], info_arch[64], info_dtype[16], info_device[64];
     int64_t n_params, vocab, ctx, bos, eos, kv_blocks, block_size, kv_bytes;
     int32_t free_blocks;               /* mirror of the kv_manager's free count */
+    int32_t freed_pending;             /* blocks freed while a kv_alloc was in flight */
+    uint8_t *reported;                 /* owned: (n_executors) model_info received */
     tr_u64map_t seqs;                  /* rid -> s_seq_t* (owned) */
     s_list_t waiting, running;
     uint64_t arrivals;
@@ -213,6 +215,7 @@ static void *s_self_new(tr_actor_t *actor) {
         goto fail;
     }
     self->executors = calloc((size_t)self->n_executors, sizeof *self->executors);
+    self->reported = calloc((size_t)self->n_executors, 1);
     self->tokenizers = calloc((size_t)self->n_tokenizers, sizeof *self->tokenizers);
     int nt = self->n_tokenizers;
     tr_buf_t **arrs[] = {&self->d_rids, &self->d_ntok,  &self->d_toks, &self->d_lp,
@@ -222,7 +225,7 @@ static void *s_self_new(tr_actor_t *actor) {
         *arrs[i] = calloc((size_t)nt, sizeof(tr_buf_t));
         if (!*arrs[i]) goto fail;
     }
-    if (!self->executors || !self->tokenizers) goto fail;
+    if (!self->executors || !self->tokenizers || !self->reported) goto fail;
     for (int i = 0; i < self->n_executors; i++)
         self->executors[i] = tr_serving_name(self->topo, "executor", i);
     for (int i = 0; i < nt; i++) self->tokenizers[i] = tr_serving_name(self->topo, "tokenizer", i);
@@ -262,6 +265,7 @@ static void s_self_destroy(void **self_p) {
         free(*arrs[i]);
     }
     free(self->executors);
+    free(self->reported);
     free(self->tokenizers);
     free(self);
     *self_p = NULL;
@@ -345,10 +349,10 @@ static void s_kv_free(self_t *self, const uint64_t *rids, int n) {
 
 /* Releases a sequence: its blocks, its list entry, its state. */
 static void s_seq_drop(self_t *self, s_seq_t *s) {
-    if (s->n_blocks) {
-        s_kv_free(self, &s->rid, 1);
-        self->free_blocks += s->n_blocks;
-    }
+    /* always: a kv_alloc in flight may have given it blocks we do not know of yet */
+    s_kv_free(self, &s->rid, 1);
+    self->free_blocks += s->n_blocks;
+    if (self->kv_pending) self->freed_pending += s->n_blocks;
     s_list_remove(s->state == S_RUNNING ? &self->running : &self->waiting, s);
     tr_u64map_del(&self->seqs, s->rid);
     s_seq_free(s);
@@ -359,6 +363,7 @@ static void s_preempt(self_t *self, s_seq_t *s) {
     if (s->n_blocks) {
         s_kv_free(self, &s->rid, 1);
         self->free_blocks += s->n_blocks;
+        if (self->kv_pending) self->freed_pending += s->n_blocks;
     }
     s->n_blocks = 0;
     s->n_computed = 0;
@@ -548,6 +553,7 @@ static int s_take(self_t *self, s_seq_t *s, int32_t chunk, int64_t *budget) {
 }
 
 static void s_send_step(self_t *self);
+static void s_fail_batch(self_t *self, const char *why);
 
 static void s_plan(self_t *self) {
     if (!self->ready || self->in_flight || self->kv_pending) return;
@@ -571,7 +577,8 @@ static void s_plan(self_t *self) {
             if ((pass == 0) != (left == 1)) continue;
             int32_t chunk = left;
             if (pass == 1) {
-                if (self->chunked) {
+                /* a preempted sequence recomputes prompt + output: always in chunks */
+                if (self->chunked || s->n_preempted) {
                     if (chunk > self->chunk_size) chunk = (int32_t)self->chunk_size;
                     if (chunk > budget) chunk = (int32_t)budget;
                 } else if (chunk > budget) {
@@ -593,7 +600,7 @@ static void s_plan(self_t *self) {
             continue;
         }
         int32_t chunk = s->n_toks - s->n_computed;
-        if (self->chunked) {
+        if (self->chunked || s->n_preempted) {
             if (chunk > self->chunk_size) chunk = (int32_t)self->chunk_size;
             if (chunk > budget) chunk = (int32_t)budget;
         } else if (chunk > budget) {
@@ -643,8 +650,18 @@ static int s_on_kv_grant(void *self_, const tr_msg_t *msg) {
     if (!self->kv_pending || g->seq != self->kv_seq) return TR_OK; /* stale */
     self->kv_pending = false;
     int64_t n = tr_bin_count(g->rids, 8);
-    uint32_t off = 0;
-    for (int64_t i = 0; i < n && i < g->n_new.n; i++) {
+    uint64_t total = 0;
+    for (int64_t i = 0; n > 0 && i < n && i < g->n_new.n; i++) {
+        int32_t k = tr_i32s_at(g->n_new, (uint32_t)i);
+        total += k > 0 ? (uint64_t)k : 0;
+    }
+    if (n < 0 || n != g->n_new.n || total != g->blocks.n) {
+        TR_ERROR("malformed kv_grant from %.*s", (int)msg->from.n, msg->from.p);
+        s_fail_batch(self, "the kv_manager answered with a malformed grant");
+        return TR_EINVAL;
+    }
+    uint64_t off = 0;
+    for (int64_t i = 0; i < n; i++) {
         s_seq_t *s = tr_u64map_get(&self->seqs, (uint64_t)tr_bin_i64(g->rids, (uint32_t)i));
         int32_t k = tr_i32s_at(g->n_new, (uint32_t)i);
         if (k < 0) {
@@ -656,8 +673,8 @@ static int s_on_kv_grant(void *self_, const tr_msg_t *msg) {
             }
             continue;
         }
-        if (!s || off + (uint32_t)k > g->blocks.n) {
-            off += (uint32_t)k;
+        if (!s) {
+            off += (uint64_t)k;
             continue;
         }
         if (s->n_blocks + k > s->blocks_cap) {
@@ -667,13 +684,24 @@ static int s_on_kv_grant(void *self_, const tr_msg_t *msg) {
             s->blocks = b;
             s->blocks_cap = cap;
         }
-        for (int32_t j = 0; j < k; j++) s->blocks[s->n_blocks++] = tr_i32s_at(g->blocks, off++);
+        for (int32_t j = 0; j < k; j++)
+            s->blocks[s->n_blocks++] = tr_i32s_at(g->blocks, (uint32_t)off++);
     }
-    self->free_blocks = (int32_t)g->free;
-    /* sequences refused above leave the batch */
+    self->free_blocks = (int32_t)g->free + self->freed_pending;
+    self->freed_pending = 0;
+    /* sequences refused above, or cancelled meanwhile, leave the batch */
     int w = 0;
-    for (int i = 0; i < self->batch.n; i++)
-        if (self->batch.v[i]->in_step) self->batch.v[w++] = self->batch.v[i];
+    for (int i = 0; i < self->batch.n; i++) {
+        s_seq_t *s = self->batch.v[i];
+        if (s->in_step && s->cancelled) {
+            s->in_step = false;
+            s_seq_drop(self, s);
+        } else if (s->in_step) {
+            self->batch.v[w++] = s;
+        } else if (s->cancelled) {
+            s_seq_drop(self, s);
+        }
+    }
     self->batch.n = w;
     if (self->batch.n) s_send_step(self);
     return TR_OK;
@@ -722,11 +750,17 @@ static void s_send_step(self_t *self) {
     TR_MSG_SET(&m, step, min_p, tr_buf_bin(&self->b_minp));
     TR_MSG_SET(&m, step, seed, tr_buf_bin(&self->b_seed));
     if (any_top) TR_MSG_SET(&m, step, n_top, tr_buf_i32s(&self->b_ntop));
+    int sent = 0;
     for (int e = 0; e < self->n_executors; e++) {
         int rc = tr_actor_send(self->actor, self->executors[e], &m);
         if (rc != TR_OK) TR_ERROR("step to %s: %s", self->executors[e], tr_strerror(rc));
+        sent += rc == TR_OK;
     }
     self->in_flight = true;
+    if (!sent) {
+        s_fail_batch(self, "cannot send the step to any executor");
+        return;
+    }
     self->step_sent_ns = tr_now_ns();
     self->batch_seqs_sum += (uint64_t)self->batch.n;
     self->batch_tokens_sum += (uint64_t)n_tok;
@@ -894,7 +928,20 @@ static void s_copy_str(char *dst, size_t n, tr_str_t s) {
 static int s_on_model_info(void *self_, const tr_msg_t *msg) {
     self_t *self = self_;
     const tr_msg_model_info_t *m = &msg->u.model_info;
-    if (TR_MSG_HAS(msg, model_info, rank)) { /* an executor reports */
+    int ex = -1;
+    for (int e = 0; e < self->n_executors; e++)
+        if (tr_str_eq(msg->from, self->executors[e])) ex = e;
+    if (ex >= 0) { /* an executor reports (a client's request never comes from one) */
+        if (m->vocab_size < 1 || m->context_length < 1 || m->block_size < 1 || m->kv_blocks < 1 ||
+            m->kv_blocks > INT32_MAX) {
+            TR_ERROR("%.*s reported an impossible model (vocab %lld, context %lld, block size "
+                     "%lld, %lld blocks)", (int)msg->from.n, msg->from.p,
+                     (long long)m->vocab_size, (long long)m->context_length,
+                     (long long)m->block_size, (long long)m->kv_blocks);
+            return TR_EINVAL;
+        }
+        if (self->reported[ex]) return TR_OK; /* once each */
+        self->reported[ex] = 1;
         int64_t blocks = m->kv_blocks;
         if (self->n_info == 0 || blocks < self->kv_blocks) self->kv_blocks = blocks;
         s_copy_str(self->info_model, sizeof self->info_model, m->model);

@@ -469,8 +469,8 @@ static int s_on_deltas(void *self_, const tr_msg_t *msg) {
             else if (strcmp(frontend, r->frontend) != 0) continue;
             int32_t fin = s_detok(self, r, d, i, my_tok, my_top, n_top);
             if (fin != TR_FINISH_NONE) {
-                if (fin == TR_FINISH_STOP && tr_i32s_at(d->finish, i) == TR_FINISH_NONE)
-                    tr_buf_i64(&self->cancels, (int64_t)r->rid); /* a stop string hit */
+                if (tr_i32s_at(d->finish, i) == TR_FINISH_NONE) /* a stop string, an error */
+                    tr_buf_i64(&self->cancels, (int64_t)r->rid);
                 s_req_drop(self, r->rid);
             }
         }
