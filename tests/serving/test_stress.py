@@ -2,6 +2,7 @@
 aborted midway) against random scheduler and KV settings, some pools small enough to force
 preemption: every request ends, and every KV block comes back."""
 import asyncio
+import os
 import random
 import time
 from collections import Counter
@@ -18,7 +19,8 @@ def run(seed):
                             R.choice([64, 256, 2048])))
 
     async def main(ep):
-        async with AsyncClient(ep, timeout=30) as c:
+        # generous: under ASan a request at the back of a thrashing queue waits ~30 s
+        async with AsyncClient(ep, timeout=float(os.environ.get('TROUPE_TEST_TIMEOUT', 120))) as c:
             async def one(i):
                 r = random.Random(seed * 1000 + i)
                 await asyncio.sleep(r.random() * 0.5)
