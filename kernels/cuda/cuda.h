@@ -16,6 +16,13 @@ extern "C" {
  * from context length and SM count. TR_EINVAL for a non-CUDA instance. */
 int tr_ops_cuda_set_attn_splits(tr_ops_t *ops, int32_t n);
 
+/* The ceilings bench/gpu reports against, measured on the instance's device: a device copy
+ * of `bytes` (*gbps counts bytes read plus written) and a bf16 GEMM (M, N, K) with f32
+ * accumulation through cuBLASLt (*tflops); medians of `iters` event-timed runs. */
+int tr_cuda_bench_copy(tr_ops_t *ops, size_t bytes, int iters, double *gbps);
+int tr_cuda_bench_gemm(tr_ops_t *ops, int32_t M, int32_t N, int32_t K, int iters,
+                       double *tflops);
+
 #ifdef __cplusplus
 }
 #endif
