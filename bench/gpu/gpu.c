@@ -25,19 +25,6 @@
 #include "kernels/cuda/cuda.h"
 #include "models/model_impl.h"
 
-/* When troupe is built without CUDA these stand in (tr_ops_cuda is NULL then anyway). */
-__attribute__((weak)) int tr_ops_cuda_set_attn_splits(tr_ops_t *ops, int32_t n) {
-    return TR_EINVAL;
-}
-__attribute__((weak)) int tr_cuda_bench_copy(tr_ops_t *ops, size_t bytes, int iters,
-                                             double *gbps) {
-    return TR_EINVAL;
-}
-__attribute__((weak)) int tr_cuda_bench_gemm(tr_ops_t *ops, int32_t M, int32_t N, int32_t K,
-                                             int iters, double *tflops) {
-    return TR_EINVAL;
-}
-
 static int s_cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
