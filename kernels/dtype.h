@@ -27,7 +27,11 @@ typedef struct {
     uint16_t d;                 /* f16 scale */
     int8_t qs[TR_Q8_0_BLOCK];   /* quants */
 } tr_block_q8_0_t;
+#ifdef __cplusplus   /* kernels/cuda/ includes this from C++ */
+static_assert(sizeof(tr_block_q8_0_t) == 34, "q8_0 block is 34 bytes");
+#else
 _Static_assert(sizeof(tr_block_q8_0_t) == 34, "q8_0 block is 34 bytes");
+#endif
 
 /* "f32", "bf16", ...; "?" for an invalid value. */
 const char *tr_dtype_name(tr_dtype_t t);

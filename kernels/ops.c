@@ -283,14 +283,20 @@ int tr_ops_attention(tr_ops_t *ops, const tr_attn_params_t *p) {
     CHECK(p->n_heads > 0 && p->n_kv_heads > 0 && p->n_heads % p->n_kv_heads == 0);
     CHECK(p->head_dim > 0 && p->block_size > 0 && p->sliding_window >= 0);
     if (p->n_seqs == 0) return TR_OK;
-    CHECK(p->seq_start[0] == 0);
+    /* device memory cannot be read here: check the host copies when the caller gave them,
+     * and leave block ids to the backend's kernels */
+    const int dev = ops->vt->device_memory;
+    const int32_t *start = dev ? p->host_seq_start : p->seq_start;
+    const int32_t *spos = dev ? p->host_seq_pos : p->seq_pos;
+    if (!start || !spos) return ops->vt->attention(ops, p);
+    CHECK(start[0] == 0);
     for (int32_t b = 0; b < p->n_seqs; b++) {
-        int32_t n = p->seq_start[b + 1] - p->seq_start[b];
-        CHECK(n >= 0 && p->seq_pos[b] >= 0);
+        int32_t n = start[b + 1] - start[b];
+        CHECK(n >= 0 && spos[b] >= 0);
         /* every position the sequence reaches must have a block */
-        int64_t last = (int64_t)p->seq_pos[b] + n - 1;
+        int64_t last = (int64_t)spos[b] + n - 1;
         CHECK(last / p->block_size < p->max_blocks);
-        for (int64_t j = 0; n > 0 && j <= last / p->block_size; j++) {
+        for (int64_t j = 0; !dev && n > 0 && j <= last / p->block_size; j++) {
             int32_t blk = p->block_table[(int64_t)b * p->max_blocks + j];
             CHECK(blk >= 0 && blk < p->n_blocks);
         }

@@ -181,6 +181,9 @@ typedef struct {
     int32_t n_heads, n_kv_heads, head_dim, block_size;
     int32_t sliding_window;       /* 0: none; else key p' is seen from p when p - p' < window */
     float scale;                  /* score scale, usually 1/sqrt(D) */
+    const int32_t *host_seq_start;  /* optional host copies of seq_start (B + 1) and seq_pos */
+    const int32_t *host_seq_pos;    /* (B): a device backend sizes its launch from them (CUDA
+                                       copies the device arrays back, a sync, when NULL) */
 } tr_attn_params_t;
 
 int tr_ops_attention(tr_ops_t *ops, const tr_attn_params_t *p);

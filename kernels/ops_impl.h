@@ -12,6 +12,9 @@
 
 typedef struct tr_ops_vtable {
     const char *name;
+    int device_memory;            /* nonzero: backend memory is not host-readable, so the
+                                     wrappers check no array contents (block ids, positions);
+                                     the backend's kernels guard them instead */
     void (*destroy)(tr_ops_t *self);
     int32_t (*threads)(const tr_ops_t *self);
     int (*set_threads)(tr_ops_t *self, int32_t n);

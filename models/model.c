@@ -747,7 +747,8 @@ int tr_model_forward(tr_model_t *m, const tr_kv_cache_t *kv, const tr_batch_t *b
                            .seq_pos = s->seq_pos, .block_table = s->table, .n_seqs = B,
                            .max_blocks = batch->max_blocks, .n_blocks = kv->n_blocks,
                            .n_heads = H, .n_kv_heads = Hk, .head_dim = D, .block_size = bs,
-                           .sliding_window = c->sliding_window, .scale = 1.0f / sqrtf((float)D)};
+                           .sliding_window = c->sliding_window, .scale = 1.0f / sqrtf((float)D),
+                           .host_seq_start = s->h_seq_start, .host_seq_pos = batch->start_pos};
     for (int32_t l = 0; l < c->n_layers; l++) {
         const s_layer_t *L = &m->layers[l];
         float *kc = kv->k + l * layer_kv, *vc = kv->v + l * layer_kv;
