@@ -198,25 +198,32 @@ static inline TR_TARGET void V_FN(s_hsum4)(const vf *v, float *out) {
 }
 
 /* out[i * MT + m] = w_i . x_m for V_NR rows of f32 weights (stride ldw) and MT (1..V_MT)
- * rows of x (stride K). pf, when not NULL, is the next group's first stored row (stride
- * pf_stride bytes, pf_lines cache lines each): one line of each is prefetched per step, so
- * the next rows arrive while these FMAs run. A group's rows are short streams that the
- * hardware prefetcher does not pick up in time (the lm_head ran at a quarter of the
- * bandwidth a one-row GEMV gets). */
+ * rows of x (stride K). Meanwhile cache lines [l0, l1) of the V_NR stored rows at pf
+ * (stride pf_stride bytes; pf may be NULL) are prefetched, spread evenly over the steps:
+ * the caller points pf at the next group, so its rows arrive while these FMAs run at the
+ * rate memory delivers them. A group's rows are short streams that the hardware
+ * prefetcher does not pick up in time (the lm_head ran at a quarter of the bandwidth a
+ * one-row GEMV gets). */
 static inline __attribute__((always_inline)) TR_TARGET void
 V_FN(s_mrow_tile)(const int MT, const float *w, int32_t ldw, const float *x, int32_t K,
-                  float *out, const char *pf, size_t pf_stride, int32_t pf_lines) {
+                  float *out, const char *pf, size_t pf_stride, int32_t l0, int32_t l1) {
     vf acc[V_NR * V_MT];
 #pragma GCC unroll 32
     for (int i = 0; i < V_NR * MT; i++) acc[i] = V_ZERO();
+#if V_W > 1
+    const int32_t steps = K / V_W, nl = pf ? l1 - l0 : 0;
+    int32_t pacc = 0;
+#else
+    (void)pf, (void)pf_stride, (void)l0, (void)l1;
+#endif
     int32_t k = 0;
     for (; k + V_W <= K; k += V_W) {
         vf wv[V_NR];
 #if V_W > 1
-        if (pf && k / V_W < pf_lines) {
+        for (pacc += nl; pacc >= steps && l0 < l1; pacc -= steps, l0++) {
 #pragma GCC unroll 8
             for (int i = 0; i < V_NR; i++)
-                _mm_prefetch(pf + (size_t)i * pf_stride + (size_t)(k / V_W) * 64, _MM_HINT_T0);
+                _mm_prefetch(pf + (size_t)i * pf_stride + (size_t)l0 * 64, _MM_HINT_T0);
         }
 #endif
 #pragma GCC unroll 8
@@ -275,24 +282,27 @@ V_FN(s_mrow_generic)(void *ctx, int32_t task, int32_t thread, V_FN(s_dec32_fn) d
                 for (; k < K; k++) dst[k] = dec1(row, k);
             }
         }
-        /* the next group's stored rows, prefetched during the first tile */
+        /* the next group's stored rows, prefetched a slice per tile; tiles of x rows as
+         * even as V_MT allows (M = 8: 4 + 4, not 6 + 2) */
         const char *pf = n + 2 * V_NR <= N ? (const char *)p->w + (size_t)(n + V_NR) * a->row_bytes
                                            : NULL;
-        const int32_t pf_lines = (int32_t)((a->row_bytes + 63) / 64);
-        for (int32_t m0 = 0; m0 < M; m0 += V_MT, pf = NULL) {
+        const int32_t lines = (int32_t)((a->row_bytes + 63) / 64);
+        const int32_t n_tiles = (M + V_MT - 1) / V_MT;
+        for (int32_t t = 0, m0 = 0; t < n_tiles; t++) {
             float out[V_NR * V_MT];
             const float *x = p->x + (size_t)m0 * K;
-            const int32_t mt = M - m0 < V_MT ? M - m0 : V_MT;
+            const int32_t mt = M / n_tiles + (t < M % n_tiles);
+            const int32_t l0 = lines * t / n_tiles, l1 = lines * (t + 1) / n_tiles;
             const size_t rb = a->row_bytes;
             switch (mt) {
-            case 1: V_FN(s_mrow_tile)(1, w, ldw, x, K, out, pf, rb, pf_lines); break;
-            case 2: V_FN(s_mrow_tile)(2, w, ldw, x, K, out, pf, rb, pf_lines); break;
-            case 3: V_FN(s_mrow_tile)(3, w, ldw, x, K, out, pf, rb, pf_lines); break;
+            case 1: V_FN(s_mrow_tile)(1, w, ldw, x, K, out, pf, rb, l0, l1); break;
+            case 2: V_FN(s_mrow_tile)(2, w, ldw, x, K, out, pf, rb, l0, l1); break;
+            case 3: V_FN(s_mrow_tile)(3, w, ldw, x, K, out, pf, rb, l0, l1); break;
 #if V_MT > 4
-            case 4: V_FN(s_mrow_tile)(4, w, ldw, x, K, out, pf, rb, pf_lines); break;
-            case 5: V_FN(s_mrow_tile)(5, w, ldw, x, K, out, pf, rb, pf_lines); break;
+            case 4: V_FN(s_mrow_tile)(4, w, ldw, x, K, out, pf, rb, l0, l1); break;
+            case 5: V_FN(s_mrow_tile)(5, w, ldw, x, K, out, pf, rb, l0, l1); break;
 #endif
-            default: V_FN(s_mrow_tile)(V_MT, w, ldw, x, K, out, pf, rb, pf_lines); break;
+            default: V_FN(s_mrow_tile)(V_MT, w, ldw, x, K, out, pf, rb, l0, l1); break;
             }
             for (int32_t m = 0; m < mt; m++) {
                 float *y = p->y + (size_t)(m0 + m) * N + n;
@@ -301,6 +311,7 @@ V_FN(s_mrow_generic)(void *ctx, int32_t task, int32_t thread, V_FN(s_dec32_fn) d
                     y[i] = p->accumulate ? y[i] + v : v;
                 }
             }
+            m0 += mt;
         }
     }
 }
