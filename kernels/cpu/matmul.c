@@ -91,7 +91,8 @@ static size_t s_mrow_scratch(const tr_matmul_params_t *p, int32_t nr) {
     return (size_t)nr * ((p->K + 15) / 16 * 16) * sizeof(float);
 }
 
-/* Several GEMVs in one pool run: task t belongs to the matmul whose range holds it. */
+/* Several GEMVs and multi-row GEMVs (q, k, v or gate, up of a decode step) in one pool run:
+ * task t belongs to the matmul whose range holds it. */
 #define TR_MM_BATCH_MAX 8
 
 typedef struct {
