@@ -36,7 +36,8 @@ int main(int argc, char **argv) {
             i++;
         } else if (!strcmp(argv[i], "--shape")) {
             n_shapes = 0;
-            for (const char *s = v; *s && n_shapes < 16; s = strchr(s, ',') ? strchr(s, ',') + 1 : "") {
+            for (const char *s = v; *s && n_shapes < 16;
+                 s = strchr(s, ',') ? strchr(s, ',') + 1 : "") {
                 shapes[n_shapes][0] = atoi(s);
                 shapes[n_shapes][1] = strchr(s, 'x') ? atoi(strchr(s, 'x') + 1) : 0;
                 n_shapes++;

@@ -1,6 +1,6 @@
 /*  kernels/cpu/matmul.c - CPU matmul driver: picks GEMV, multi-row GEMV or GEMM by M, sizes
- *  the tasks, runs them on the pool. Oracle: kernels/ref/matmul.c. The kernels are in kernels/cpu/matmul_isa.h,
- *  instantiated for each ISA below; see there for the algorithms.                     */
+ *  the tasks, runs them on the pool. Oracle: kernels/ref/matmul.c. The kernels are in
+ *  kernels/cpu/matmul_isa.h, instantiated for each ISA below; see there for the algorithms. */
 #include <string.h>
 
 #include "kernels/cpu/cpu_impl.h"

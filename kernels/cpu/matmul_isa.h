@@ -242,7 +242,8 @@ V_FN(s_mrow_tile)(const int MT, const float *w, int32_t ldw, const float *x, int
     for (; i < V_NR * MT; i++) out[i] = V_HSUM(acc[i]);
     for (; k < K; k++) {
         for (int r = 0; r < V_NR; r++)
-            for (int m = 0; m < MT; m++) out[r * MT + m] += w[(size_t)r * ldw + k] * x[(size_t)m * K + k];
+            for (int m = 0; m < MT; m++)
+                out[r * MT + m] += w[(size_t)r * ldw + k] * x[(size_t)m * K + k];
     }
 }
 

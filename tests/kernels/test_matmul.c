@@ -88,7 +88,8 @@ int main(void) {
                     void *w = kt_quantize(ref, dt, wf, (int64_t)N * K);
                     for (size_t mi = 0; mi < TR_ARRAY_LEN(mM); mi++) {
                         int32_t M = mM[mi];
-                        float *x = kt_rand((size_t)M * K, -1, 1), *y0 = kt_rand((size_t)M * N, -1, 1);
+                        float *x = kt_rand((size_t)M * K, -1, 1);
+                        float *y0 = kt_rand((size_t)M * N, -1, 1);
                         float *yr = malloc((size_t)M * N * 4), *yb = malloc((size_t)M * N * 4);
                         int acc = (int)(mi + ki) % 2, use_bias = (int)(ni + mi) % 2;
                         tr_matmul_params_t p = {.y = yr, .x = x, .w = w, .w_dtype = dt,
@@ -140,7 +141,8 @@ int main(void) {
             for (int i = 0; i < NS; i++) memset(yb[i], 0, (size_t)shape[i][0] * shape[i][1] * 4);
             int rc = tr_ops_matmul_batch(be[b].ops, pb, NS);
             double e = 0;
-            for (int i = 0; i < NS; i++) e += kt_nmse(yb[i], ys[i], (size_t)shape[i][0] * shape[i][1]);
+            for (int i = 0; i < NS; i++)
+                e += kt_nmse(yb[i], ys[i], (size_t)shape[i][0] * shape[i][1]);
             ok(rc == TR_OK && e < 1e-10, "matmul_batch %s: %d matmuls (GEMV, multi-row, GEMM),"
                " nmse %.2e", be[b].label, NS, e);
         }
