@@ -1,12 +1,14 @@
 /*  bench/matmul.c - CPU matmul kernels: GEMV (decode) GB/s of weight streamed and GEMM
- *  (prefill) GFLOP/s per weight dtype, for a few transformer-shaped problems, against the
- *  machine's read bandwidth and FMA peak (bench/bench_util.h).
+ *  (prefill, batched decode) GFLOP/s per weight dtype, for a few transformer-shaped
+ *  problems, against the machine's read bandwidth and FMA peak (bench/bench_util.h).
  *
- *      build/bin/bench_matmul [threads] [--dtype q8_0] [--m 1,16] [--reps 10]
+ *      build/bin/bench_matmul [threads] [--m 1,16,128,512] [--shape 2048x2048,576x576]
+ *                             [--dtype f32,q8_0] [--reps 10]
  *
- *  GEMV sizes (M < 8) cycle through enough copies of the weights to pass 256 MB, so the
- *  weights come from memory, as in a decode step, not from the last-level cache (a 2048 x
- *  8192 q8_0 matrix is 18 MB). Times are the median of --reps runs after a warm-up.     */
+ *  A shape is NxK (output features x input features). GEMV sizes (M < 8) cycle through
+ *  enough copies of the weights to pass 256 MB, so the weights come from memory, as in a
+ *  decode step, not from the last-level cache (a 2048 x 8192 q8_0 matrix is 18 MB). Times
+ *  are the median of --reps runs after a warm-up.                                     */
 #include <string.h>
 
 #include "bench/bench_util.h"
@@ -38,34 +40,53 @@ static double s_time(tr_ops_t *ops, tr_matmul_params_t *p, void **copies, int n_
 }
 
 int main(int argc, char **argv) {
-    int threads = bench_cores(), want_dt = -1, reps = 0;
-    int32_t Ms[8] = {1, 16, 128, 512};
-    int n_m = 4;
+    int threads = bench_cores(), reps = 0;
+    int32_t shapes[16][2] = {{2048, 2048}, {8192, 2048}, {2048, 8192}, {1536, 576}};
+    int32_t Ms[16] = {1, 16, 128, 512};
+    int n_shapes = 4, n_m = 4, want_dt[TR_DTYPE_COUNT];
+    for (int dt = 0; dt < TR_DTYPE_COUNT; dt++) want_dt[dt] = 1;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
-        if (!strcmp(a, "--dtype")) want_dt = tr_dtype_from_name(v), i++;
-        else if (!strcmp(a, "--reps")) reps = atoi(v), i++;
-        else if (!strcmp(a, "--m")) {
+        const char *v = i + 1 < argc ? argv[i + 1] : "";
+        if (!strcmp(argv[i], "--m")) {
             n_m = 0;
-            for (const char *s = v; *s && n_m < 8; s = strchr(s, ',') ? strchr(s, ',') + 1 : "")
+            for (const char *s = v; *s && n_m < 16; s = strchr(s, ',') ? strchr(s, ',') + 1 : "")
                 Ms[n_m++] = atoi(s);
             i++;
-        } else threads = atoi(a);
+        } else if (!strcmp(argv[i], "--shape")) {
+            n_shapes = 0;
+            for (const char *s = v; *s && n_shapes < 16;
+                 s = strchr(s, ',') ? strchr(s, ',') + 1 : "") {
+                shapes[n_shapes][0] = atoi(s);
+                shapes[n_shapes][1] = strchr(s, 'x') ? atoi(strchr(s, 'x') + 1) : 0;
+                n_shapes++;
+            }
+            i++;
+        } else if (!strcmp(argv[i], "--reps")) {
+            reps = atoi(v);
+            i++;
+        } else if (!strcmp(argv[i], "--dtype")) {
+            for (int dt = 0; dt < TR_DTYPE_COUNT; dt++)
+                want_dt[dt] = strstr(v, tr_dtype_name(dt)) != NULL;
+            i++;
+        } else {
+            threads = atoi(argv[i]);
+        }
     }
+    int32_t max_m = 1;
+    for (int i = 0; i < n_m; i++) max_m = Ms[i] > max_m ? Ms[i] : max_m;
     tr_ops_cpu_opts_t o = {.n_threads = threads};
     tr_ops_t *ops = tr_ops_cpu_new(&o);
     printf("backend %s, %d threads\n", tr_ops_name(ops), threads);
     double bw = bench_membw(512u << 20, threads, 4), peak = bench_fma_peak(threads);
     printf("read bandwidth %.1f GB/s, FMA peak %.1f GFLOP/s\n", bw, peak);
-    static const int32_t shapes[][2] = {{2048, 2048}, {8192, 2048}, {2048, 8192}, {1536, 576}};
-    for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+    for (int s = 0; s < n_shapes; s++) {
         int32_t N = shapes[s][0], K = shapes[s][1];
         float *wf = malloc((size_t)N * K * 4);
         for (size_t i = 0; i < (size_t)N * K; i++) wf[i] = (float)((i * 2654435761u) % 1000) / 1000 - 0.5f;
-        float *x = malloc((size_t)512 * K * 4), *y = malloc((size_t)512 * N * 4);
-        for (size_t i = 0; i < (size_t)512 * K; i++) x[i] = (float)(i % 77) / 77 - 0.5f;
+        float *x = malloc((size_t)max_m * K * 4), *y = malloc((size_t)max_m * N * 4);
+        for (size_t i = 0; i < (size_t)max_m * K; i++) x[i] = (float)(i % 77) / 77 - 0.5f;
         for (int dt = 0; dt < TR_DTYPE_COUNT; dt++) {
-            if (want_dt >= 0 && dt != want_dt) continue;
+            if (!want_dt[dt] || K % tr_dtype_block_elems(dt)) continue;
             size_t wbytes = tr_dtype_row_bytes(dt, (int64_t)N * K);
             int n_copies = (int)((S_GEMV_BYTES + wbytes - 1) / wbytes);
             void **copies = malloc((size_t)n_copies * sizeof(void *));

@@ -138,6 +138,20 @@ static TR_TARGET void V_FN(s_attn_task)(void *ctx, int32_t task, int32_t thread)
             kr[j] = p->k_cache + (slot * Hk + g) * D;
             vr[j] = p->v_cache + (slot * Hk + g) * D;
         }
+#if V_W > 1
+        /* the next chunk's K and V rows, fetched while this one is scored: a decode task
+         * reads each from memory once, and its rows are paged, a stride the hardware
+         * prefetcher does not follow */
+        for (int32_t pj = j0 + TR_ATTN_CH; pj <= jhi && pj < j0 + 2 * TR_ATTN_CH; pj++) {
+            size_t slot = (size_t)table[pj / bs] * bs + pj % bs;
+            const char *kn = (const char *)(p->k_cache + (slot * Hk + g) * D);
+            const char *vn = (const char *)(p->v_cache + (slot * Hk + g) * D);
+            for (int32_t off = 0; off < D * (int32_t)sizeof(float); off += 64) {
+                _mm_prefetch(kn + off, _MM_HINT_T0);
+                _mm_prefetch(vn + off, _MM_HINT_T0);
+            }
+        }
+#endif
         if (use_kt) {
             for (int32_t j = 0; j < TR_ATTN_CH; j++)
                 for (int32_t d = 0; d < D; d++)

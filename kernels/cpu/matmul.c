@@ -1,6 +1,6 @@
-/*  kernels/cpu/matmul.c - CPU matmul driver: picks GEMV or GEMM, sizes the tasks, runs them
- *  on the pool. Oracle: kernels/ref/matmul.c. The kernels are in kernels/cpu/matmul_isa.h,
- *  instantiated for each ISA below; see there for the algorithms.                     */
+/*  kernels/cpu/matmul.c - CPU matmul driver: picks GEMV, multi-row GEMV or GEMM by M, sizes
+ *  the tasks, runs them on the pool. Oracle: kernels/ref/matmul.c. The kernels are in
+ *  kernels/cpu/matmul_isa.h, instantiated for each ISA below; see there for the algorithms. */
 #include <string.h>
 
 #include "kernels/cpu/cpu_impl.h"
@@ -8,14 +8,18 @@
 /* K slice of the GEMM: the decoded weight block (NB x KC f32) stays in L2, a micro-tile's
  * V_MR rows of it in L1. */
 #define TR_MM_KC 256
-/* GEMM from this many rows of x; below, the GEMV (memory-bound decode) path. */
+/* Multi-row GEMV from this many rows of x; below, the GEMV (memory-bound decode) path. */
 #define TR_MM_GEMM_MIN_M 8
+/* Up to this many rows of x (batched decode), the multi-row GEMV: weights streamed once,
+ * nothing packed; above it (prefill), the packed GEMM. */
+#define TR_MM_MROW_MAX_M 64
 
 typedef struct {
     const tr_matmul_params_t *p;
     tr_cpu_t *cpu;
     size_t row_bytes;             /* bytes of one weight row */
     int32_t nb;                   /* output features per task */
+    int32_t kp;                   /* multi-row GEMV: stride of the decoded weight rows */
     int32_t mr, mp;               /* GEMM: weight rows and tokens per micro-tile */
     int32_t Mp;                   /* GEMM: M rounded up to the token panel */
     float *xp;                    /* GEMM: packed x, (Mp / MP, K, MP) */
@@ -41,8 +45,10 @@ static inline float s_dec1_q8_0(const void *row, int32_t k) {
 
 typedef struct {
     int32_t mr, mp, w;            /* micro-tile rows, token panel, vector width */
+    int32_t nr;                   /* multi-row GEMV: weight rows per register tile */
     tr_pool_fn pack_x;
     tr_pool_fn gemv[TR_DTYPE_COUNT];
+    tr_pool_fn mrow[TR_DTYPE_COUNT];
     tr_pool_fn gemm[TR_DTYPE_COUNT];
 } s_isa_mm_t;
 
@@ -68,7 +74,25 @@ static void s_gemv_plan(s_mm_t *a, const tr_matmul_params_t *p, tr_cpu_t *cpu) {
     a->nb = work < 65536 ? p->N : s_task_size(p->N, 4, threads, 64);
 }
 
-/* Several GEMVs in one pool run: task t belongs to the matmul whose range holds it. */
+static int s_is_mrow(const tr_matmul_params_t *p) {
+    return p->M >= TR_MM_GEMM_MIN_M && p->M <= TR_MM_MROW_MAX_M;
+}
+
+/* Multi-row GEMV tasks: groups of nr rows, at most 8 groups (a task's weights stay in L2). */
+static void s_mrow_plan(s_mm_t *a, const tr_matmul_params_t *p, tr_cpu_t *cpu, int32_t nr) {
+    int32_t threads = tr_pool_threads(cpu->pool);
+    *a = (s_mm_t){.p = p, .cpu = cpu, .row_bytes = tr_dtype_row_bytes(p->w_dtype, p->K)};
+    a->kp = (p->K + 15) / 16 * 16;
+    a->nb = s_task_size(p->N, nr, threads, 8);
+}
+
+/* Scratch of the multi-row GEMV: nr decoded rows per thread. */
+static size_t s_mrow_scratch(const tr_matmul_params_t *p, int32_t nr) {
+    return (size_t)nr * ((p->K + 15) / 16 * 16) * sizeof(float);
+}
+
+/* Several GEMVs and multi-row GEMVs (q, k, v or gate, up of a decode step) in one pool run:
+ * task t belongs to the matmul whose range holds it. */
 #define TR_MM_BATCH_MAX 8
 
 typedef struct {
@@ -89,15 +113,25 @@ int tr_cpu_matmul_batch(tr_ops_t *ops, const tr_matmul_params_t *p, int32_t n) {
     tr_cpu_t *cpu = TR_CPU(ops);
     const s_isa_mm_t *isa = s_isa[TR_CPU_ISA(cpu)];
     s_mm_batch_t b = {.n = 0};
+    size_t scratch = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (s_is_mrow(&p[i]) && s_mrow_scratch(&p[i], isa->nr) > scratch)
+            scratch = s_mrow_scratch(&p[i], isa->nr);
+    if (scratch && tr_cpu_reserve(cpu, scratch)) return TR_ENOMEM;
     for (int32_t i = 0; i < n; i++) {
         if (p[i].M == 0) continue;
-        if (p[i].M >= TR_MM_GEMM_MIN_M || b.n == TR_MM_BATCH_MAX) {
+        if (p[i].M > TR_MM_MROW_MAX_M || b.n == TR_MM_BATCH_MAX) {
             int rc = tr_cpu_matmul(ops, &p[i]);   /* big: its own run */
             if (rc) return rc;
             continue;
         }
-        s_gemv_plan(&b.mm[b.n], &p[i], cpu);
-        b.fn[b.n] = isa->gemv[p[i].w_dtype];
+        if (s_is_mrow(&p[i])) {
+            s_mrow_plan(&b.mm[b.n], &p[i], cpu, isa->nr);
+            b.fn[b.n] = isa->mrow[p[i].w_dtype];
+        } else {
+            s_gemv_plan(&b.mm[b.n], &p[i], cpu);
+            b.fn[b.n] = isa->gemv[p[i].w_dtype];
+        }
         b.first[b.n + 1] = b.first[b.n] + (p[i].N + b.mm[b.n].nb - 1) / b.mm[b.n].nb;
         b.n++;
     }
@@ -113,6 +147,12 @@ int tr_cpu_matmul(tr_ops_t *ops, const tr_matmul_params_t *p) {
     if (p->M < TR_MM_GEMM_MIN_M) {
         s_gemv_plan(&a, p, cpu);
         tr_pool_run(cpu->pool, (p->N + a.nb - 1) / a.nb, isa->gemv[p->w_dtype], &a);
+        return TR_OK;
+    }
+    if (s_is_mrow(p)) {
+        if (tr_cpu_reserve(cpu, s_mrow_scratch(p, isa->nr))) return TR_ENOMEM;
+        s_mrow_plan(&a, p, cpu, isa->nr);
+        tr_pool_run(cpu->pool, (p->N + a.nb - 1) / a.nb, isa->mrow[p->w_dtype], &a);
         return TR_OK;
     }
     a = (s_mm_t){.p = p, .cpu = cpu, .row_bytes = tr_dtype_row_bytes(p->w_dtype, p->K)};

@@ -8,6 +8,13 @@
  *  GEMV (small M, decode): each task owns a range of output features; a weight row is read
  *  once and dotted with up to four rows of x at a time. Memory-bound: streams W once.
  *
+ *  Multi-row GEMV (8 <= M <= TR_MM_MROW_MAX_M, batched decode): each task owns a range of
+ *  output features, taken V_NR weight rows at a time. The rows are read once, as f32 in
+ *  place or decoded once into an L1-sized scratch (other dtypes), and run against every row
+ *  of x in register tiles of V_NR weight rows x V_MT rows of x (vectors along K, one
+ *  accumulator each, reduced four at a time at the end), so the weights stream straight
+ *  from memory while the FMAs run and nothing is packed.
+ *
  *  GEMM (larger M, prefill): x is first packed into panels of MP = V_NRV * V_W tokens laid
  *  out (K, MP), so one vector holds V_W tokens of one input feature (MP = V_W, one vector,
  *  when M <= V_W, so that a batch of 16 decodes wastes no lanes). A task owns NB output
@@ -156,6 +163,160 @@ V_FN(s_gemv_generic)(void *ctx, int32_t task, V_FN(s_gdec32_fn) dec32, s_dec1_fn
     }
 }
 
+/* ---- multi-row GEMV ---- */
+
+/* Register tile: V_NR weight rows x V_MT rows of x, V_NR * V_MT accumulators. */
+#if V_W == 16
+#define V_NR 4
+#define V_MT 6
+#elif V_W == 8
+#define V_NR 3
+#define V_MT 4
+#else
+#define V_NR 4
+#define V_MT 4
+#endif
+
+/* out[0..3] = horizontal sums of v[0..3] (one transpose-and-add tree, not four HSUMs). */
+static inline TR_TARGET void V_FN(s_hsum4)(const vf *v, float *out) {
+#if V_W == 16
+    __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(v[0], v[1]), _mm512_unpackhi_ps(v[0], v[1]));
+    __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(v[2], v[3]), _mm512_unpackhi_ps(v[2], v[3]));
+    __m512 u = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(u), _mm512_extractf32x8_ps(u, 1));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+#elif V_W == 8
+    __m256 t0 = _mm256_add_ps(_mm256_unpacklo_ps(v[0], v[1]), _mm256_unpackhi_ps(v[0], v[1]));
+    __m256 t1 = _mm256_add_ps(_mm256_unpacklo_ps(v[2], v[3]), _mm256_unpackhi_ps(v[2], v[3]));
+    __m256 u = _mm256_add_ps(_mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1)));
+#else
+    for (int i = 0; i < 4; i++) out[i] = V_HSUM(v[i]);
+#endif
+}
+
+/* out[i * MT + m] = w_i . x_m for V_NR rows of f32 weights (stride ldw) and MT (1..V_MT)
+ * rows of x (stride K). Meanwhile cache lines [l0, l1) of the V_NR stored rows at pf
+ * (stride pf_stride bytes; pf may be NULL) are prefetched, spread evenly over the steps:
+ * the caller points pf at the next group, so its rows arrive while these FMAs run at the
+ * rate memory delivers them. A group's rows are short streams that the hardware
+ * prefetcher does not pick up in time (the lm_head ran at a quarter of the bandwidth a
+ * one-row GEMV gets). */
+static inline __attribute__((always_inline)) TR_TARGET void
+V_FN(s_mrow_tile)(const int MT, const float *w, int32_t ldw, const float *x, int32_t K,
+                  float *out, const char *pf, size_t pf_stride, int32_t l0, int32_t l1) {
+    vf acc[V_NR * V_MT];
+#pragma GCC unroll 32
+    for (int i = 0; i < V_NR * MT; i++) acc[i] = V_ZERO();
+#if V_W > 1
+    const int32_t steps = K / V_W, nl = pf ? l1 - l0 : 0;
+    int32_t pacc = 0;
+#else
+    (void)pf, (void)pf_stride, (void)l0, (void)l1;
+#endif
+    int32_t k = 0;
+    for (; k + V_W <= K; k += V_W) {
+        vf wv[V_NR];
+#if V_W > 1
+        for (pacc += nl; pacc >= steps && l0 < l1; pacc -= steps, l0++) {
+#pragma GCC unroll 8
+            for (int i = 0; i < V_NR; i++)
+                _mm_prefetch(pf + (size_t)i * pf_stride + (size_t)l0 * 64, _MM_HINT_T0);
+        }
+#endif
+#pragma GCC unroll 8
+        for (int i = 0; i < V_NR; i++) wv[i] = V_LOAD(w + (size_t)i * ldw + k);
+#pragma GCC unroll 8
+        for (int m = 0; m < MT; m++) {
+            vf xv = V_LOAD(x + (size_t)m * K + k);
+#pragma GCC unroll 8
+            for (int i = 0; i < V_NR; i++) acc[i * MT + m] = V_FMA(wv[i], xv, acc[i * MT + m]);
+        }
+    }
+    int i = 0;
+#pragma GCC unroll 8
+    for (; i + 4 <= V_NR * MT; i += 4) V_FN(s_hsum4)(acc + i, out + i);
+#pragma GCC unroll 4
+    for (; i < V_NR * MT; i++) out[i] = V_HSUM(acc[i]);
+    for (; k < K; k++) {
+        for (int r = 0; r < V_NR; r++)
+            for (int m = 0; m < MT; m++)
+                out[r * MT + m] += w[(size_t)r * ldw + k] * x[(size_t)m * K + k];
+    }
+}
+
+/* One task: output features [task nb, +nb), V_NR rows at a time against every row of x.
+ * F32: the rows are read in place (a short last group is copied into scratch); other
+ * dtypes are decoded once per group into scratch, (V_NR, kp) f32. */
+static inline __attribute__((always_inline)) TR_TARGET void
+V_FN(s_mrow_generic)(void *ctx, int32_t task, int32_t thread, V_FN(s_dec32_fn) dec32,
+                     s_dec1_fn dec1, const int F32) {
+    const s_mm_t *a = ctx;
+    const tr_matmul_params_t *p = a->p;
+    const int32_t K = p->K, M = p->M, N = p->N, kp = a->kp;
+    const int32_t n0 = task * a->nb, n1 = n0 + a->nb < N ? n0 + a->nb : N;
+    float *wd = a->cpu->scratch[thread];            /* (V_NR, kp) decoded weights */
+    for (int32_t n = n0; n < n1; n += V_NR) {
+        const int32_t nr = n1 - n < V_NR ? n1 - n : V_NR;
+        const float *w = wd;
+        int32_t ldw = kp;
+        if (F32 && nr == V_NR) {
+            w = (const float *)p->w + (size_t)n * K;
+            ldw = K;
+        } else {
+            for (int32_t i = 0; i < V_NR; i++) {
+                float *dst = wd + (size_t)i * kp;
+                if (i >= nr) {
+                    memset(dst, 0, (size_t)K * sizeof(float));
+                    continue;
+                }
+                const void *row = (const char *)p->w + (size_t)(n + i) * a->row_bytes;
+                int32_t k = 0;
+                for (; k + 32 <= K; k += 32) {
+                    vf t[32 / V_W];
+                    dec32(row, k, t);
+#pragma GCC unroll 32
+                    for (int j = 0; j < 32 / V_W; j++) V_STORE(dst + k + j * V_W, t[j]);
+                }
+                for (; k < K; k++) dst[k] = dec1(row, k);
+            }
+        }
+        /* the next group's stored rows, prefetched a slice per tile; tiles of x rows as
+         * even as V_MT allows (M = 8: 4 + 4, not 6 + 2) */
+        const char *pf = n + 2 * V_NR <= N ? (const char *)p->w + (size_t)(n + V_NR) * a->row_bytes
+                                           : NULL;
+        const int32_t lines = (int32_t)((a->row_bytes + 63) / 64);
+        const int32_t n_tiles = (M + V_MT - 1) / V_MT;
+        for (int32_t t = 0, m0 = 0; t < n_tiles; t++) {
+            float out[V_NR * V_MT];
+            const float *x = p->x + (size_t)m0 * K;
+            const int32_t mt = M / n_tiles + (t < M % n_tiles);
+            const int32_t l0 = lines * t / n_tiles, l1 = lines * (t + 1) / n_tiles;
+            const size_t rb = a->row_bytes;
+            switch (mt) {
+            case 1: V_FN(s_mrow_tile)(1, w, ldw, x, K, out, pf, rb, l0, l1); break;
+            case 2: V_FN(s_mrow_tile)(2, w, ldw, x, K, out, pf, rb, l0, l1); break;
+            case 3: V_FN(s_mrow_tile)(3, w, ldw, x, K, out, pf, rb, l0, l1); break;
+#if V_MT > 4
+            case 4: V_FN(s_mrow_tile)(4, w, ldw, x, K, out, pf, rb, l0, l1); break;
+            case 5: V_FN(s_mrow_tile)(5, w, ldw, x, K, out, pf, rb, l0, l1); break;
+#endif
+            default: V_FN(s_mrow_tile)(V_MT, w, ldw, x, K, out, pf, rb, l0, l1); break;
+            }
+            for (int32_t m = 0; m < mt; m++) {
+                float *y = p->y + (size_t)(m0 + m) * N + n;
+                for (int32_t i = 0; i < nr; i++) {
+                    float v = out[i * mt + m] + (p->bias ? p->bias[n + i] : 0.0f);
+                    y[i] = p->accumulate ? y[i] + v : v;
+                }
+            }
+            m0 += mt;
+        }
+    }
+}
+
 /* ---- GEMM ---- */
 
 /* Packs token panel `task` of x into (K, MP), zero-padding tokens past M. */
@@ -259,6 +420,10 @@ V_FN(s_gemm_generic)(void *ctx, int32_t task, int32_t thread, V_FN(s_dec32_fn) d
     }                                                                                      \
     static TR_TARGET void V_FN(s_gemm_##n)(void *ctx, int32_t task, int32_t thread) {      \
         V_FN(s_gemm_generic)(ctx, task, thread, V_FN(s_dec32_##n), s_dec1_##n);             \
+    }                                                                                      \
+    static TR_TARGET void V_FN(s_mrow_##n)(void *ctx, int32_t task, int32_t thread) {      \
+        V_FN(s_mrow_generic)(ctx, task, thread, V_FN(s_dec32_##n), s_dec1_##n,              \
+                             TR_DTYPE_##E == TR_DTYPE_F32);                                \
     }
 #include "kernels/dtypes.def"
 #undef TR_DTYPE
@@ -267,6 +432,7 @@ static const s_isa_mm_t V_FN(s_mm) = {
     .mr = V_MR,
     .mp = V_NRV * V_W,
     .w = V_W,
+    .nr = V_NR,
     .pack_x = V_FN(s_pack_x),
     .gemv = {
 #define TR_DTYPE(E, n, be, bb, nmse) [TR_DTYPE_##E] = V_FN(s_gemv_##n),
@@ -278,4 +444,12 @@ static const s_isa_mm_t V_FN(s_mm) = {
 #include "kernels/dtypes.def"
 #undef TR_DTYPE
     },
+    .mrow = {
+#define TR_DTYPE(E, n, be, bb, nmse) [TR_DTYPE_##E] = V_FN(s_mrow_##n),
+#include "kernels/dtypes.def"
+#undef TR_DTYPE
+    },
 };
+
+#undef V_NR
+#undef V_MT

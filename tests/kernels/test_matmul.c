@@ -1,6 +1,6 @@
-/*  tests/kernels/test_matmul.c - CPU matmul (GEMV and GEMM paths, every dtype, every SIMD
- *  level) against kernels/ref/matmul.c over odd shapes, with bias and the accumulate flag,
- *  by NMSE against the threshold of the dtype in kernels/dtypes.def.                 */
+/*  tests/kernels/test_matmul.c - CPU matmul (GEMV, multi-row GEMV and GEMM paths, every
+ *  dtype, every SIMD level) against kernels/ref/matmul.c over odd shapes, with bias and the
+ *  accumulate flag, by NMSE against the threshold of the dtype in kernels/dtypes.def.  */
 #include "tests/kernels/kernel_test.h"
 
 static const double s_nmse[] = {
@@ -71,14 +71,58 @@ int main(void) {
         }
         free(wf), free(x), free(w), free(yr), free(yb);
     }
+    /* multi-row GEMV (batched decode, 8 <= M <= 64) and its edges: M = 7 (GEMV), 65 (GEMM);
+     * x tiles of every size, N not a multiple of the row group and spanning many tasks
+     * (the next group's prefetch), K with vector tails and long enough for several lines */
+    {
+        static const int32_t mM[] = {7, 8, 9, 13, 24, 31, 64, 65};
+        static const int32_t mN[] = {5, 131, 1030};
+        static const int32_t mK[] = {64, 100, 1056};
+        for (int dt = 0; dt < TR_DTYPE_COUNT; dt++) {
+            for (size_t ki = 0; ki < TR_ARRAY_LEN(mK); ki++) {
+                int32_t K = mK[ki];
+                if (K % tr_dtype_block_elems(dt)) continue;
+                for (size_t ni = 0; ni < TR_ARRAY_LEN(mN); ni++) {
+                    int32_t N = mN[ni];
+                    float *wf = kt_rand((size_t)N * K, -1, 1), *bias = kt_rand(N, -1, 1);
+                    void *w = kt_quantize(ref, dt, wf, (int64_t)N * K);
+                    for (size_t mi = 0; mi < TR_ARRAY_LEN(mM); mi++) {
+                        int32_t M = mM[mi];
+                        float *x = kt_rand((size_t)M * K, -1, 1);
+                        float *y0 = kt_rand((size_t)M * N, -1, 1);
+                        float *yr = malloc((size_t)M * N * 4), *yb = malloc((size_t)M * N * 4);
+                        int acc = (int)(mi + ki) % 2, use_bias = (int)(ni + mi) % 2;
+                        tr_matmul_params_t p = {.y = yr, .x = x, .w = w, .w_dtype = dt,
+                                                .bias = use_bias ? bias : NULL, .M = M, .N = N,
+                                                .K = K, .accumulate = acc};
+                        memcpy(yr, y0, (size_t)M * N * 4);
+                        tr_ops_matmul(ref, &p);
+                        for (int b = 0; b < nb; b++) {
+                            memcpy(yb, y0, (size_t)M * N * 4);
+                            p.y = yb;
+                            int rc = tr_ops_matmul(be[b].ops, &p);
+                            double e = kt_nmse(yb, yr, (size_t)M * N);
+                            ok(rc == TR_OK && e <= s_nmse[dt],
+                               "multi-row %s %s M=%d N=%d K=%d acc=%d bias=%d nmse=%.2e",
+                               be[b].label, tr_dtype_name(dt), M, N, K, acc, use_bias, e);
+                        }
+                        free(x), free(y0), free(yr), free(yb);
+                    }
+                    free(wf), free(w), free(bias);
+                }
+            }
+        }
+    }
     /* batched: several independent matmuls (mixed dtypes, GEMV and GEMM sizes) in one call */
     {
-        static const int32_t shape[][3] = {{1, 96, 64}, {1, 33, 64}, {3, 130, 288}, {40, 70, 96}};
-        tr_matmul_params_t pr[4], pb[4];
-        float *ys[4], *yb[4];
-        void *ws[4];
-        float *xs[4];
-        for (int i = 0; i < 4; i++) {
+        static const int32_t shape[][3] = {{1, 96, 64}, {1, 33, 64}, {3, 130, 288}, {40, 70, 96},
+                                           {16, 37, 160}, {9, 130, 64}, {77, 20, 32}};
+        enum { NS = 7 };
+        tr_matmul_params_t pr[NS], pb[NS];
+        float *ys[NS], *yb[NS];
+        void *ws[NS];
+        float *xs[NS];
+        for (int i = 0; i < NS; i++) {
             int32_t M = shape[i][0], N = shape[i][1], K = shape[i][2];
             tr_dtype_t dt = (tr_dtype_t)(i % TR_DTYPE_COUNT);
             float *wf = kt_rand((size_t)N * K, -1, 1);
@@ -94,13 +138,15 @@ int main(void) {
             tr_ops_matmul(ref, &pr[i]);
         }
         for (int b = 0; b < nb; b++) {
-            for (int i = 0; i < 4; i++) memset(yb[i], 0, (size_t)shape[i][0] * shape[i][1] * 4);
-            int rc = tr_ops_matmul_batch(be[b].ops, pb, 4);
+            for (int i = 0; i < NS; i++) memset(yb[i], 0, (size_t)shape[i][0] * shape[i][1] * 4);
+            int rc = tr_ops_matmul_batch(be[b].ops, pb, NS);
             double e = 0;
-            for (int i = 0; i < 4; i++) e += kt_nmse(yb[i], ys[i], (size_t)shape[i][0] * shape[i][1]);
-            ok(rc == TR_OK && e < 1e-10, "matmul_batch %s: 4 matmuls, nmse %.2e", be[b].label, e);
+            for (int i = 0; i < NS; i++)
+                e += kt_nmse(yb[i], ys[i], (size_t)shape[i][0] * shape[i][1]);
+            ok(rc == TR_OK && e < 1e-10, "matmul_batch %s: %d matmuls (GEMV, multi-row, GEMM),"
+               " nmse %.2e", be[b].label, NS, e);
         }
-        for (int i = 0; i < 4; i++) free(ys[i]), free(yb[i]), free(ws[i]), free(xs[i]);
+        for (int i = 0; i < NS; i++) free(ys[i]), free(yb[i]), free(ws[i]), free(xs[i]);
     }
     /* argument checks */
     float y[4], x[4];
