@@ -73,6 +73,8 @@ static void s_gemv_plan(s_mm_t *a, const tr_matmul_params_t *p, tr_cpu_t *cpu) {
 
 typedef struct {
     s_mm_t mm[TR_MM_BATCH_MAX];
+    tr_q8p_gemv_t q8p[TR_MM_BATCH_MAX];   /* GEMVs on packed q8_0 weights */
+    void *ctx[TR_MM_BATCH_MAX];           /* &mm[i] or &q8p[i] */
     int32_t first[TR_MM_BATCH_MAX + 1];   /* first task of each matmul */
     tr_pool_fn fn[TR_MM_BATCH_MAX];
     int32_t n;
@@ -82,13 +84,41 @@ static void s_batch_task(void *ctx, int32_t task, int32_t thread) {
     s_mm_batch_t *b = ctx;
     int32_t i = 0;
     while (task >= b->first[i + 1]) i++;
-    b->fn[i](&b->mm[i], task - b->first[i], thread);
+    b->fn[i](b->ctx[i], task - b->first[i], thread);
+}
+
+/* Packs x for the packed GEMVs of a batch into the shared arena, once per distinct x (q, k
+ * and v share theirs), and plans them. */
+static int s_q8p_plan_batch(tr_cpu_t *cpu, s_mm_batch_t *b, const tr_matmul_params_t **p) {
+    size_t bytes = 0;
+    for (int32_t i = 0; i < b->n; i++)
+        if (p[i]->w_packed) bytes += tr_cpu_q8p_x_bytes(p[i]->M, p[i]->K);
+    if (bytes == 0) return TR_OK;
+    if (tr_cpu_reserve_shared(cpu, bytes)) return TR_ENOMEM;
+    char *buf = cpu->shared;
+    for (int32_t i = 0; i < b->n; i++) {
+        if (!p[i]->w_packed) continue;
+        int32_t j = 0;
+        while (j < i && !(p[j]->w_packed && p[j]->x == p[i]->x && p[j]->M == p[i]->M &&
+                          p[j]->K == p[i]->K))
+            j++;
+        if (j < i) {   /* same x: reuse its packing */
+            tr_q8p_gemv_t x = b->q8p[j];
+            tr_cpu_q8p_plan(&b->q8p[i], p[i], cpu, NULL);
+            b->q8p[i].xq = x.xq, b->q8p[i].xs = x.xs;
+        } else {
+            tr_cpu_q8p_plan(&b->q8p[i], p[i], cpu, buf);
+            buf += tr_cpu_q8p_x_bytes(p[i]->M, p[i]->K);
+        }
+    }
+    return TR_OK;
 }
 
 int tr_cpu_matmul_batch(tr_ops_t *ops, const tr_matmul_params_t *p, int32_t n) {
     tr_cpu_t *cpu = TR_CPU(ops);
     const s_isa_mm_t *isa = s_isa[TR_CPU_ISA(cpu)];
     s_mm_batch_t b = {.n = 0};
+    const tr_matmul_params_t *bp[TR_MM_BATCH_MAX];
     for (int32_t i = 0; i < n; i++) {
         if (p[i].M == 0) continue;
         if (p[i].M >= TR_MM_GEMM_MIN_M || b.n == TR_MM_BATCH_MAX) {
@@ -96,10 +126,22 @@ int tr_cpu_matmul_batch(tr_ops_t *ops, const tr_matmul_params_t *p, int32_t n) {
             if (rc) return rc;
             continue;
         }
-        s_gemv_plan(&b.mm[b.n], &p[i], cpu);
-        b.fn[b.n] = isa->gemv[p[i].w_dtype];
-        b.first[b.n + 1] = b.first[b.n] + (p[i].N + b.mm[b.n].nb - 1) / b.mm[b.n].nb;
-        b.n++;
+        bp[b.n++] = &p[i];
+    }
+    if (s_q8p_plan_batch(cpu, &b, bp)) return TR_ENOMEM;
+    for (int32_t i = 0; i < b.n; i++) {
+        int32_t tasks;
+        if (bp[i]->w_packed) {
+            b.fn[i] = tr_cpu_q8p_gemv_fn(cpu);
+            b.ctx[i] = &b.q8p[i];
+            tasks = b.q8p[i].n_tasks;
+        } else {
+            s_gemv_plan(&b.mm[i], bp[i], cpu);
+            b.fn[i] = isa->gemv[bp[i]->w_dtype];
+            b.ctx[i] = &b.mm[i];
+            tasks = (bp[i]->N + b.mm[i].nb - 1) / b.mm[i].nb;
+        }
+        b.first[i + 1] = b.first[i] + tasks;
     }
     tr_pool_run(cpu->pool, b.first[b.n], s_batch_task, &b);
     return TR_OK;
@@ -110,6 +152,13 @@ int tr_cpu_matmul(tr_ops_t *ops, const tr_matmul_params_t *p) {
     const s_isa_mm_t *isa = s_isa[TR_CPU_ISA(cpu)];
     int32_t threads = tr_pool_threads(cpu->pool);
     s_mm_t a;
+    if (p->M < TR_MM_GEMM_MIN_M && p->w_packed) {
+        tr_q8p_gemv_t g;
+        if (tr_cpu_reserve_shared(cpu, tr_cpu_q8p_x_bytes(p->M, p->K))) return TR_ENOMEM;
+        tr_cpu_q8p_plan(&g, p, cpu, cpu->shared);
+        tr_pool_run(cpu->pool, g.n_tasks, tr_cpu_q8p_gemv_fn(cpu), &g);
+        return TR_OK;
+    }
     if (p->M < TR_MM_GEMM_MIN_M) {
         s_gemv_plan(&a, p, cpu);
         tr_pool_run(cpu->pool, (p->N + a.nb - 1) / a.nb, isa->gemv[p->w_dtype], &a);

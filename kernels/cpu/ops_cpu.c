@@ -135,6 +135,7 @@ static const tr_ops_vtable_t s_vtable = {
     .destroy = s_destroy,
     .threads = s_threads,
     .set_threads = s_set_threads,
+    .pack_weights = tr_cpu_pack_weights,
     .matmul = tr_cpu_matmul,
     .matmul_batch = tr_cpu_matmul_batch,
     .rmsnorm = tr_cpu_rmsnorm,
