@@ -34,6 +34,14 @@
 #define TR_Q8P_SCALE_BYTES (TR_Q8P_ROWS * 2)
 #define TR_Q8P_BLOCK_BYTES (TR_Q8P_SCALE_BYTES + TR_Q8P_ROWS * TR_Q8P_BLOCK)   /* 544 */
 
+/* e with amax < 2^e for a normal amax (frexp's exponent); below -125 for zero and
+ * subnormals, above 128 for inf and NaN. */
+static inline int32_t s_q8p_exp(float amax) {
+    return (int32_t)((tr_f32_bits(amax) >> 23) & 0xff) - 126;
+}
+
+typedef void (*s_pack_x_fn)(const float *x, int32_t M, int32_t K, int32_t *xq, float *xs);
+
 #define TR_ISA_BODY "kernels/cpu/pack_q8_0_isa.h"
 #include "kernels/cpu/isa_instantiate.h"
 
@@ -46,6 +54,7 @@
 #undef TR_Q8P_VNNI
 
 static const tr_pool_fn s_gemv[] = TR_ISA_TABLE(s_q8p_gemv);
+static const s_pack_x_fn s_pack_x[] = TR_ISA_TABLE(s_q8p_pack_x);
 
 /* ---- packing the weights (load time) ---- */
 
@@ -98,35 +107,6 @@ size_t tr_cpu_q8p_x_bytes(int32_t M, int32_t K) {
     return nblk * TR_Q8P_BLOCK * sizeof(int32_t) + nblk * sizeof(float) + 64;
 }
 
-/* One block of 32 x values: hi pairs to xq[0..15], lo pairs to xq[16..31]; returns the
- * block scale (x ~ scale * (hi 2^16 + lo)). */
-static float s_pack_x_block(const float *x, int32_t *xq) {
-    float amax = 0;
-    int finite = 1;
-    for (int j = 0; j < TR_Q8P_BLOCK; j++) {
-        float a = fabsf(x[j]);
-        finite &= a <= 3.4028235e38f;   /* false for inf and NaN */
-        amax = a > amax ? a : amax;
-    }
-    int e;
-    frexpf(amax, &e);                   /* amax < 2^e */
-    if (!finite || amax == 0 || e < -90) {
-        memset(xq, 0, TR_Q8P_BLOCK * sizeof(int32_t));
-        return finite ? 0.0f : NAN;     /* below 2^-91 the whole block counts as zero */
-    }
-    float f = ldexpf(1.0f, 30 - e);
-    int16_t hi[TR_Q8P_BLOCK], lo[TR_Q8P_BLOCK];
-    for (int j = 0; j < TR_Q8P_BLOCK; j++) {
-        int32_t v = (int32_t)rintf(x[j] * f);   /* |v| <= 2^30 */
-        int32_t h = (v + 0x8000) >> 16;
-        hi[j] = (int16_t)h;
-        lo[j] = (int16_t)(v - h * 65536);
-    }
-    memcpy(xq, hi, sizeof(hi));
-    memcpy(xq + TR_Q8P_BLOCK / 2, lo, sizeof(lo));
-    return ldexpf(1.0f, e - 30);
-}
-
 /* Packs x (M, K) into buf (tr_cpu_q8p_x_bytes) and fills the run's task layout; buf NULL:
  * the layout only (the caller sets xq and xs to an earlier packing of the same x). */
 void tr_cpu_q8p_plan(tr_q8p_gemv_t *a, const tr_matmul_params_t *p, tr_cpu_t *cpu, void *buf) {
@@ -135,12 +115,7 @@ void tr_cpu_q8p_plan(tr_q8p_gemv_t *a, const tr_matmul_params_t *p, tr_cpu_t *cp
     a->p = p;
     a->xq = buf;
     a->xs = buf ? (float *)(a->xq + (size_t)p->M * nblk * TR_Q8P_BLOCK) : NULL;
-    for (int32_t m = 0; buf && m < p->M; m++)
-        for (int32_t b = 0; b < nblk; b++) {
-            size_t i = (size_t)m * nblk + b;
-            a->xs[i] = s_pack_x_block(p->x + (size_t)m * p->K + (size_t)b * TR_Q8P_BLOCK,
-                                      (int32_t *)a->xq + i * TR_Q8P_BLOCK);
-        }
+    if (buf) s_pack_x[TR_CPU_ISA(cpu)](p->x, p->M, p->K, a->xq, a->xs);
     /* about 8 tasks per thread of 2..16 groups (even, so that M = 1 runs pairs); one task
      * when the whole matmul is small */
     int64_t work = (int64_t)p->M * p->N * p->K;

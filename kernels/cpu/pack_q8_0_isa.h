@@ -55,6 +55,94 @@
 #define QI_CVT(v) _mm512_cvtepi32_ps(v)
 #endif
 
+#ifndef TR_Q8P_VNNI   /* packing x needs no VNNI: one instance per ISA */
+
+/* One block of 32 x values (numerics: kernels/cpu/pack_q8_0.c): the 16 hi pairs to
+ * xq[0..15], the 16 lo pairs to xq[16..31]; returns the block scale. */
+static inline TR_TARGET float Q_FN(s_q8p_pack_x_block)(const float *x, int32_t *xq) {
+#if TR_ISA == 3
+    __m512 a0 = _mm512_loadu_ps(x), a1 = _mm512_loadu_ps(x + 16);
+    float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a0), _mm512_abs_ps(a1)));
+    int nan = _mm512_cmp_ps_mask(a0, a1, _CMP_UNORD_Q) != 0;
+#elif TR_ISA == 2
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 a[4], m = _mm256_setzero_ps(), un = _mm256_setzero_ps();
+    for (int j = 0; j < 4; j++) {
+        a[j] = _mm256_loadu_ps(x + 8 * j);
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, a[j]));
+        un = _mm256_or_ps(un, _mm256_cmp_ps(a[j], a[j], _CMP_UNORD_Q));
+    }
+    float amax = s_hmax_avx2(m);
+    int nan = _mm256_movemask_ps(un) != 0;
+#else
+    float amax = 0;
+    int nan = 0;
+    for (int j = 0; j < TR_Q8P_BLOCK; j++) {
+        float a = fabsf(x[j]);
+        nan |= a != a;
+        amax = a > amax ? a : amax;
+    }
+#endif
+    int32_t e = s_q8p_exp(amax);
+    if (nan || e > 128 || e < -90) {   /* NaN, inf; below 2^-91 the block counts as zero */
+        memset(xq, 0, TR_Q8P_BLOCK * sizeof(int32_t));
+        return nan || e > 128 ? NAN : 0.0f;
+    }
+    float f = tr_bits_f32((uint32_t)(30 - e + 127) << 23);   /* 2^(30 - e), exact */
+#if TR_ISA == 3
+    const __m512i half = _mm512_set1_epi32(0x8000);
+    __m512i v0 = _mm512_cvtps_epi32(_mm512_mul_ps(a0, _mm512_set1_ps(f)));
+    __m512i v1 = _mm512_cvtps_epi32(_mm512_mul_ps(a1, _mm512_set1_ps(f)));
+    __m512i h0 = _mm512_srai_epi32(_mm512_add_epi32(v0, half), 16);
+    __m512i h1 = _mm512_srai_epi32(_mm512_add_epi32(v1, half), 16);
+    __m512i l0 = _mm512_sub_epi32(v0, _mm512_slli_epi32(h0, 16));
+    __m512i l1 = _mm512_sub_epi32(v1, _mm512_slli_epi32(h1, 16));
+    _mm256_storeu_si256((__m256i *)xq, _mm512_cvtepi32_epi16(h0));
+    _mm256_storeu_si256((__m256i *)(xq + 8), _mm512_cvtepi32_epi16(h1));
+    _mm256_storeu_si256((__m256i *)(xq + 16), _mm512_cvtepi32_epi16(l0));
+    _mm256_storeu_si256((__m256i *)(xq + 24), _mm512_cvtepi32_epi16(l1));
+#elif TR_ISA == 2
+    const __m256i half = _mm256_set1_epi32(0x8000);
+    __m256i h[4], l[4];
+    for (int j = 0; j < 4; j++) {
+        __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(a[j], _mm256_set1_ps(f)));
+        h[j] = _mm256_srai_epi32(_mm256_add_epi32(v, half), 16);
+        l[j] = _mm256_sub_epi32(v, _mm256_slli_epi32(h[j], 16));
+    }
+    /* packs works within 128-bit halves: the permute restores the order */
+    for (int j = 0; j < 2; j++) {
+        _mm256_storeu_si256((__m256i *)(xq + 8 * j),
+                            _mm256_permute4x64_epi64(_mm256_packs_epi32(h[2 * j], h[2 * j + 1]), 0xd8));
+        _mm256_storeu_si256((__m256i *)(xq + 16 + 8 * j),
+                            _mm256_permute4x64_epi64(_mm256_packs_epi32(l[2 * j], l[2 * j + 1]), 0xd8));
+    }
+#else
+    int16_t hl[2 * TR_Q8P_BLOCK];
+    for (int j = 0; j < TR_Q8P_BLOCK; j++) {
+        int32_t v = (int32_t)rintf(x[j] * f);   /* |v| <= 2^30 */
+        int32_t h = (v + 0x8000) >> 16;
+        hl[j] = (int16_t)h;
+        hl[TR_Q8P_BLOCK + j] = (int16_t)(v - h * 65536);
+    }
+    memcpy(xq, hl, sizeof(hl));
+#endif
+    return tr_bits_f32((uint32_t)(e - 30 + 127) << 23);   /* 2^(e - 30) */
+}
+
+/* Packs rows [0, M) of x (M, K) into xq (M, K / 32, 32) and xs (M, K / 32). */
+static TR_TARGET void Q_FN(s_q8p_pack_x)(const float *x, int32_t M, int32_t K, int32_t *xq,
+                                         float *xs) {
+    const int32_t nblk = K / TR_Q8P_BLOCK;
+    for (int32_t m = 0; m < M; m++)
+        for (int32_t b = 0; b < nblk; b++) {
+            size_t i = (size_t)m * nblk + b;
+            xs[i] = Q_FN(s_q8p_pack_x_block)(x + (size_t)m * K + (size_t)b * TR_Q8P_BLOCK,
+                                              xq + i * TR_Q8P_BLOCK);
+        }
+}
+
+#endif
+
 /* out (MB, G * 16) = G consecutive 16-row groups at grp (nblk blocks each) times MB rows of
  * packed x. The loop over a block's 16 steps is the hot spot: per step one quant load and
  * widening per vector of rows, two dot instructions per vector and row of x. */
