@@ -14,6 +14,7 @@ typedef struct {
     tr_ops_vtable_t vt;           /* copy of the table with this level's name */
     char name[32];
     tr_simd_t simd;               /* resolved: SCALAR, AVX2 or AVX512 */
+    int vnni;                     /* AVX512 with AVX512-VNNI (packed q8_0 GEMV) */
     tr_pool_t *pool;              /* owned */
     int32_t n_scratch;
     void **scratch;               /* owned: one arena per pool thread */

@@ -126,7 +126,6 @@ void tr_cpu_q8p_plan(tr_q8p_gemv_t *a, const tr_matmul_params_t *p, tr_cpu_t *cp
 }
 
 tr_pool_fn tr_cpu_q8p_gemv_fn(const tr_cpu_t *cpu) {
-    if (cpu->simd == TR_SIMD_AVX512 && __builtin_cpu_supports("avx512vnni"))
-        return s_q8p_gemv_avx512_vnni;
+    if (cpu->vnni) return s_q8p_gemv_avx512_vnni;
     return s_gemv[TR_CPU_ISA(cpu)];
 }

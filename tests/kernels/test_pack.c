@@ -1,6 +1,6 @@
 /*  tests/kernels/test_pack.c - tr_ops_pack_weights and the matmuls that read packed weights
  *  (the CPU backend's q8_0 GEMV, kernels/cpu/pack_q8_0.c) against kernels/ref/matmul.c on
- *  the GGUF weights: every SIMD level, 1 and 3 threads, odd row counts (padding rows of the
+ *  the GGUF weights: every SIMD level (AVX-512 also without VNNI), 1 and 3 threads, odd row counts (padding rows of the
  *  last 16-row group), K from one block up, M = 1..7 (GEMV) and 8+ (GEMM, which ignores
  *  the packed copy), alone and in batches, and x with zero, tiny, huge and NaN blocks. */
 #include "tests/kernels/kernel_test.h"
@@ -155,6 +155,21 @@ int main(void) {
     s_test_x(ref, be, nb);
     s_test_batch(ref, be, nb);
     kt_backends_free(be, nb);
+    /* AVX-512 without VNNI (vpmaddwd + vpaddd), on a machine that has VNNI */
+    if (tr_simd_supported(TR_SIMD_AVX512)) {
+        setenv("TROUPE_NO_VNNI", "1", 1);
+        kt_backend_t nv[2];
+        for (int t = 0; t < 2; t++) {
+            tr_ops_cpu_opts_t o = {.n_threads = 1 + 2 * t, .simd = TR_SIMD_AVX512};
+            nv[t].ops = tr_ops_cpu_new(&o);
+            snprintf(nv[t].label, sizeof(nv[t].label), "cpu-avx512-novnni/%dt", 1 + 2 * t);
+        }
+        unsetenv("TROUPE_NO_VNNI");
+        s_test_shapes(ref, nv, 2);
+        s_test_x(ref, nv, 2);
+        s_test_batch(ref, nv, 2);
+        kt_backends_free(nv, 2);
+    }
     tr_ops_destroy(&ref);
     return done_testing();
 }
