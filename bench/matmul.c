@@ -5,10 +5,11 @@
  *      build/bin/bench_matmul [threads] [--m 1,16,128,512] [--shape 2048x2048,576x576]
  *                             [--dtype f32,q8_0] [--reps 10]
  *
- *  A shape is NxK (output features x input features). GEMV sizes (M < 8) cycle through
- *  enough copies of the weights to pass 256 MB, so the weights come from memory, as in a
- *  decode step, not from the last-level cache (a 2048 x 8192 q8_0 matrix is 18 MB). Times
- *  are the median of --reps runs after a warm-up.                                     */
+ *  A shape is NxK (output features x input features). q8_0 GEMVs run twice: on the GGUF
+ *  blocks and on the backend's repacked copy (tr_ops_pack_weights), marked "packed".
+ *  GEMV sizes (M < 8) cycle through enough copies of the weights to pass 256 MB, so the
+ *  weights come from memory, as in a decode step, not from the last-level cache (a 2048 x
+ *  8192 q8_0 matrix is 18 MB). Times are the median of --reps runs after a warm-up.     */
 #include <string.h>
 
 #include "bench/bench_util.h"
@@ -21,14 +22,17 @@ static int s_cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Median time of one matmul, the weights taken from copies[r % n_copies] for run r. */
-static double s_time(tr_ops_t *ops, tr_matmul_params_t *p, void **copies, int n_copies,
-                     int reps) {
+/* Median time of one matmul, the weights taken from copies[r % n_copies] for run r (and
+ * the packed weights from packed[r % n_copies] when packed is not NULL). */
+static double s_time(tr_ops_t *ops, tr_matmul_params_t *p, void **copies, void **packed,
+                     int n_copies, int reps) {
     p->w = copies[0];
+    p->w_packed = packed ? packed[0] : NULL;
     tr_ops_matmul(ops, p);   /* warm */
     double *t = malloc((size_t)reps * sizeof(double));
     for (int r = 0; r < reps; r++) {
         p->w = copies[(r + 1) % n_copies];
+        p->w_packed = packed ? packed[(r + 1) % n_copies] : NULL;
         double t0 = bench_now();
         tr_ops_matmul(ops, p);
         t[r] = bench_now() - t0;
@@ -96,17 +100,24 @@ int main(int argc, char **argv) {
                 copies[c] = malloc(wbytes);
                 memcpy(copies[c], copies[0], wbytes);
             }
+            /* the backend's repacked copies (tr_ops_pack_weights: CPU q8_0), read by GEMVs */
+            void **packed = calloc((size_t)n_copies, sizeof(void *));
+            for (int c = 0; c < n_copies; c++)
+                tr_ops_pack_weights(ops, copies[c], dt, N, K, &packed[c]);
             for (int mi = 0; mi < n_m; mi++) {
                 int32_t M = Ms[mi];
-                tr_matmul_params_t p = {.y = y, .x = x, .w_dtype = dt, .M = M, .N = N, .K = K};
-                int r = reps ? reps : M >= 128 ? 3 : 15;
-                double t = s_time(ops, &p, copies, M < 8 ? n_copies : 1, r);
-                double gf = 2.0 * M * N * K / t / 1e9, gbs = wbytes / t / 1e9;
-                printf("N=%5d K=%5d %-5s M=%3d: %7.3f ms  %6.1f GFLOP/s (%3.0f%% peak)  %6.1f GB/s (%3.0f%% bw)\n",
-                       N, K, tr_dtype_name(dt), M, t * 1e3, gf, 100 * gf / peak, gbs, 100 * gbs / bw);
+                for (int pk = 0; pk < (packed[0] && M < 8 ? 2 : 1); pk++) {
+                    tr_matmul_params_t p = {.y = y, .x = x, .w_dtype = dt, .M = M, .N = N, .K = K};
+                    int r = reps ? reps : M >= 128 ? 3 : 15;
+                    double t = s_time(ops, &p, copies, pk ? packed : NULL, M < 8 ? n_copies : 1, r);
+                    double gf = 2.0 * M * N * K / t / 1e9, gbs = wbytes / t / 1e9;
+                    printf("N=%5d K=%5d %-5s%s M=%3d: %7.3f ms  %6.1f GFLOP/s (%3.0f%% peak)  %6.1f GB/s (%3.0f%% bw)\n",
+                           N, K, tr_dtype_name(dt), pk ? " packed" : "", M, t * 1e3, gf,
+                           100 * gf / peak, gbs, 100 * gbs / bw);
+                }
             }
-            for (int c = 0; c < n_copies; c++) free(copies[c]);
-            free(copies);
+            for (int c = 0; c < n_copies; c++) free(copies[c]), tr_ops_free(ops, packed[c]);
+            free(copies), free(packed);
         }
         free(wf), free(x), free(y);
     }

@@ -178,6 +178,15 @@ void tr_ops_release_weights(tr_ops_t *ops, void *dev) {
     if (VALID(ops) && dev && ops->vt->release_weights) ops->vt->release_weights(ops, dev);
 }
 
+int tr_ops_pack_weights(tr_ops_t *ops, const void *w, tr_dtype_t dtype, int32_t rows,
+                        int32_t cols, void **out) {
+    CHECK(VALID(ops) && w && out);
+    *out = NULL;
+    CHECK((unsigned)dtype < TR_DTYPE_COUNT && rows > 0 && cols > 0);
+    CHECK(cols % tr_dtype_block_elems(dtype) == 0);
+    return ops->vt->pack_weights ? ops->vt->pack_weights(ops, w, dtype, rows, cols, out) : TR_OK;
+}
+
 /* ---- ops ---- */
 
 int tr_ops_matmul(tr_ops_t *ops, const tr_matmul_params_t *p) {

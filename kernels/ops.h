@@ -81,6 +81,14 @@ int tr_ops_memset(tr_ops_t *ops, void *dst, int value, size_t bytes);
  * Does not take ownership of `host`. */
 int tr_ops_upload_weights(tr_ops_t *ops, const void *host, size_t bytes, void **out);
 void tr_ops_release_weights(tr_ops_t *ops, void *dev);
+/* Offers a weight matrix W (rows, cols) in dtype, already usable by the backend (from
+ * upload_weights), for a load-time repack into a layout of the backend's own that its
+ * matmul reads faster. *out is the packed copy to pass as tr_matmul_params_t.w_packed
+ * beside w (the caller owns it: tr_ops_free), or NULL when the backend has none for this
+ * dtype (ref: never; CPU: q8_0, used by the GEMV). Does not take ownership of `w`, which
+ * stays needed: the other paths (GEMM, embed) still read it. */
+int tr_ops_pack_weights(tr_ops_t *ops, const void *w, tr_dtype_t dtype, int32_t rows,
+                        int32_t cols, void **out);
 
 /* ---- matmul: y (M, N) = x (M, K) . W (N, K)^T [+ bias] [+ y] ---- */
 
@@ -92,6 +100,8 @@ typedef struct {
     const float *bias;      /* (N) or NULL */
     int32_t M, N, K;
     int32_t accumulate;     /* nonzero: y += result (fused residual add) */
+    const void *w_packed;   /* NULL, or tr_ops_pack_weights() of w by this backend: read
+                               instead of w where the backend prefers it */
 } tr_matmul_params_t;
 
 int tr_ops_matmul(tr_ops_t *ops, const tr_matmul_params_t *p);

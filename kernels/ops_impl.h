@@ -27,6 +27,8 @@ typedef struct tr_ops_vtable {
     int (*memset)(tr_ops_t *self, void *dst, int value, size_t bytes);
     int (*upload_weights)(tr_ops_t *self, const void *host, size_t bytes, void **out);
     void (*release_weights)(tr_ops_t *self, void *dev);
+    int (*pack_weights)(tr_ops_t *self, const void *w, tr_dtype_t dtype, int32_t rows,
+                        int32_t cols, void **out);                                 /* optional */
 
     int (*matmul)(tr_ops_t *self, const tr_matmul_params_t *p);
     int (*matmul_batch)(tr_ops_t *self, const tr_matmul_params_t *p, int32_t n);  /* optional */

@@ -23,6 +23,7 @@ typedef struct {
     const void *data;             /* backend pointer (the mapping itself on the CPU) */
     tr_dtype_t dtype;
     int32_t rows, cols;
+    const void *packed;           /* owned or NULL: the backend's repacked copy (CPU q8_0) */
 } s_mat_t;
 
 typedef struct {
@@ -124,16 +125,25 @@ int tr_model_fail(char *err, size_t err_size, int status, const char *fmt, ...) 
 
 /* ---- resources ---- */
 
-static void *s_alloc(tr_model_t *m, size_t bytes) {
+/* Adds backend memory to the model's list; TR_ENOMEM (p not added) when it cannot grow. */
+static int s_own(tr_model_t *m, void *p) {
     if (m->n_owned == m->cap_owned) {
         int32_t cap = m->cap_owned ? 2 * m->cap_owned : 64;
-        void **p = realloc(m->owned, (size_t)cap * sizeof(void *));
-        if (!p) return NULL;
-        m->owned = p;
+        void **q = realloc(m->owned, (size_t)cap * sizeof(void *));
+        if (!q) return TR_ENOMEM;
+        m->owned = q;
         m->cap_owned = cap;
     }
+    m->owned[m->n_owned++] = p;
+    return TR_OK;
+}
+
+static void *s_alloc(tr_model_t *m, size_t bytes) {
     void *p = tr_ops_alloc(m->ops, bytes);
-    if (p) m->owned[m->n_owned++] = p;
+    if (p && s_own(m, p)) {
+        tr_ops_free(m->ops, p);
+        return NULL;
+    }
     return p;
 }
 
@@ -283,7 +293,22 @@ static void s_shape_str(const tr_tensor_view_t *v, char *out, size_t n) {
     snprintf(out + (len < (int)n ? len : (int)n - 1), n - (len < (int)n ? len : (int)n - 1), ")");
 }
 
-/* A matrix of (rows, cols), used in place (uploaded) unless misaligned. */
+/* Offers a bound matrix to the backend for repacking (tr_ops_pack_weights); the packed copy,
+ * when there is one, is read by the matmuls that prefer it, beside the original. */
+static int s_pack_mat(tr_model_t *m, s_mat_t *w, const char *name, char *err, size_t err_size) {
+    void *packed = NULL;
+    int rc = tr_ops_pack_weights(m->ops, w->data, w->dtype, w->rows, w->cols, &packed);
+    if (rc) return FAIL(rc, "repacking %s: %s", name, tr_strerror(rc));
+    if (packed && s_own(m, packed)) {
+        tr_ops_free(m->ops, packed);
+        return FAIL(TR_ENOMEM, "out of memory");
+    }
+    w->packed = packed;
+    return TR_OK;
+}
+
+/* A matrix of (rows, cols), used in place (uploaded) unless misaligned, then offered to the
+ * backend for repacking. */
 static int s_bind_mat(tr_model_t *m, const tr_weight_source_t *src, const char *name,
                       int32_t rows, int32_t cols, s_mat_t *out, char *err, size_t err_size) {
     tr_tensor_view_t v;
@@ -310,8 +335,8 @@ static int s_bind_mat(tr_model_t *m, const tr_weight_source_t *src, const char *
         if (!copy) return FAIL(TR_ENOMEM, "out of memory copying %s", name);
         rc = tr_ops_to_device(m->ops, copy, host, bytes);
         if (rc) return FAIL(rc, "copying %s to the backend failed", name);
-        *out = (s_mat_t){copy, v.dtype, rows, cols};
-        return TR_OK;
+        *out = (s_mat_t){copy, v.dtype, rows, cols, NULL};
+        return s_pack_mat(m, out, name, err, err_size);
     }
     void *dev = NULL;
     rc = tr_ops_upload_weights(m->ops, host, bytes, &dev);
@@ -329,8 +354,8 @@ static int s_bind_mat(tr_model_t *m, const tr_weight_source_t *src, const char *
         }
         m->uploaded[m->n_uploaded++] = dev;
     }
-    *out = (s_mat_t){dev, v.dtype, rows, cols};
-    return TR_OK;
+    *out = (s_mat_t){dev, v.dtype, rows, cols, NULL};
+    return s_pack_mat(m, out, name, err, err_size);
 }
 
 /* A vector of n values, widened to f32 into backend memory the model owns. */
@@ -612,7 +637,8 @@ static int s_scratch_reserve(tr_model_t *m, int32_t T, int32_t B, int32_t n_tabl
 static tr_matmul_params_t s_mm(float *y, const float *x, const s_mat_t *w, const float *bias,
                                int32_t M, int accumulate) {
     return (tr_matmul_params_t){.y = y, .x = x, .w = w->data, .w_dtype = w->dtype, .bias = bias,
-                                .M = M, .N = w->rows, .K = w->cols, .accumulate = accumulate};
+                                .M = M, .N = w->rows, .K = w->cols, .accumulate = accumulate,
+                                .w_packed = w->packed};
 }
 
 static int s_matmul(tr_ops_t *o, float *y, const float *x, const s_mat_t *w, const float *bias,

@@ -14,6 +14,7 @@ typedef struct {
     tr_ops_vtable_t vt;           /* copy of the table with this level's name */
     char name[32];
     tr_simd_t simd;               /* resolved: SCALAR, AVX2 or AVX512 */
+    int vnni;                     /* AVX512 with AVX512-VNNI (packed q8_0 GEMV) */
     tr_pool_t *pool;              /* owned */
     int32_t n_scratch;
     void **scratch;               /* owned: one arena per pool thread */
@@ -30,6 +31,26 @@ typedef struct {
 int tr_cpu_reserve(tr_cpu_t *cpu, size_t bytes);
 /* Grows the shared arena to at least `bytes`. */
 int tr_cpu_reserve_shared(tr_cpu_t *cpu, size_t bytes);
+
+/* ---- packed q8_0 GEMV (kernels/cpu/pack_q8_0.c) ---- */
+
+/* One packed GEMV run: x packed once by tr_cpu_q8p_plan, tasks of ng 16-row groups. */
+typedef struct {
+    const tr_matmul_params_t *p;  /* borrowed; p->w_packed is the packed weight */
+    int32_t *xq;                  /* borrowed (M, K / 32, 32): per block 16 hi, 16 lo pairs */
+    float *xs;                    /* borrowed (M, K / 32): block scales of x */
+    int32_t ng, n_tasks;
+} tr_q8p_gemv_t;
+
+int tr_cpu_pack_weights(tr_ops_t *ops, const void *w, tr_dtype_t dtype, int32_t rows,
+                        int32_t cols, void **out);
+/* Bytes of the packed copy of a (rows, cols) q8_0 matrix, and of packed x (M, K). */
+size_t tr_cpu_q8p_bytes(int32_t rows, int32_t cols);
+size_t tr_cpu_q8p_x_bytes(int32_t M, int32_t K);
+/* Packs p->x into buf (tr_cpu_q8p_x_bytes, 64-byte aligned) and plans the tasks. */
+void tr_cpu_q8p_plan(tr_q8p_gemv_t *a, const tr_matmul_params_t *p, tr_cpu_t *cpu, void *buf);
+/* The pool task for this instance's ISA; ctx is a tr_q8p_gemv_t. */
+tr_pool_fn tr_cpu_q8p_gemv_fn(const tr_cpu_t *cpu);
 
 int tr_cpu_matmul(tr_ops_t *ops, const tr_matmul_params_t *p);
 int tr_cpu_matmul_batch(tr_ops_t *ops, const tr_matmul_params_t *p, int32_t n);

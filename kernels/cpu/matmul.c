@@ -74,6 +74,11 @@ static void s_gemv_plan(s_mm_t *a, const tr_matmul_params_t *p, tr_cpu_t *cpu) {
     a->nb = work < 65536 ? p->N : s_task_size(p->N, 4, threads, 64);
 }
 
+/* GEMV on q8_0 weights repacked at load (kernels/cpu/pack_q8_0.c): decode sizes only. */
+static int s_is_q8p(const tr_matmul_params_t *p) {
+    return p->w_packed && p->M < TR_MM_GEMM_MIN_M;
+}
+
 static int s_is_mrow(const tr_matmul_params_t *p) {
     return p->M >= TR_MM_GEMM_MIN_M && p->M <= TR_MM_MROW_MAX_M;
 }
@@ -97,6 +102,8 @@ static size_t s_mrow_scratch(const tr_matmul_params_t *p, int32_t nr) {
 
 typedef struct {
     s_mm_t mm[TR_MM_BATCH_MAX];
+    tr_q8p_gemv_t q8p[TR_MM_BATCH_MAX];   /* GEMVs on packed q8_0 weights */
+    void *ctx[TR_MM_BATCH_MAX];           /* &mm[i] or &q8p[i] */
     int32_t first[TR_MM_BATCH_MAX + 1];   /* first task of each matmul */
     tr_pool_fn fn[TR_MM_BATCH_MAX];
     int32_t n;
@@ -106,7 +113,34 @@ static void s_batch_task(void *ctx, int32_t task, int32_t thread) {
     s_mm_batch_t *b = ctx;
     int32_t i = 0;
     while (task >= b->first[i + 1]) i++;
-    b->fn[i](&b->mm[i], task - b->first[i], thread);
+    b->fn[i](b->ctx[i], task - b->first[i], thread);
+}
+
+/* Packs x for the packed GEMVs of a batch into the shared arena, once per distinct x (q, k
+ * and v share theirs), and plans them. */
+static int s_q8p_plan_batch(tr_cpu_t *cpu, s_mm_batch_t *b, const tr_matmul_params_t **p) {
+    size_t bytes = 0;
+    for (int32_t i = 0; i < b->n; i++)
+        if (s_is_q8p(p[i])) bytes += tr_cpu_q8p_x_bytes(p[i]->M, p[i]->K);
+    if (bytes == 0) return TR_OK;
+    if (tr_cpu_reserve_shared(cpu, bytes)) return TR_ENOMEM;
+    char *buf = cpu->shared;
+    for (int32_t i = 0; i < b->n; i++) {
+        if (!s_is_q8p(p[i])) continue;
+        int32_t j = 0;
+        while (j < i && !(s_is_q8p(p[j]) && p[j]->x == p[i]->x && p[j]->M == p[i]->M &&
+                          p[j]->K == p[i]->K))
+            j++;
+        if (j < i) {   /* same x: reuse its packing */
+            tr_q8p_gemv_t x = b->q8p[j];
+            tr_cpu_q8p_plan(&b->q8p[i], p[i], cpu, NULL);
+            b->q8p[i].xq = x.xq, b->q8p[i].xs = x.xs;
+        } else {
+            tr_cpu_q8p_plan(&b->q8p[i], p[i], cpu, buf);
+            buf += tr_cpu_q8p_x_bytes(p[i]->M, p[i]->K);
+        }
+    }
+    return TR_OK;
 }
 
 int tr_cpu_matmul_batch(tr_ops_t *ops, const tr_matmul_params_t *p, int32_t n) {
@@ -118,6 +152,7 @@ int tr_cpu_matmul_batch(tr_ops_t *ops, const tr_matmul_params_t *p, int32_t n) {
         if (s_is_mrow(&p[i]) && s_mrow_scratch(&p[i], isa->nr) > scratch)
             scratch = s_mrow_scratch(&p[i], isa->nr);
     if (scratch && tr_cpu_reserve(cpu, scratch)) return TR_ENOMEM;
+    const tr_matmul_params_t *bp[TR_MM_BATCH_MAX];
     for (int32_t i = 0; i < n; i++) {
         if (p[i].M == 0) continue;
         if (p[i].M > TR_MM_MROW_MAX_M || b.n == TR_MM_BATCH_MAX) {
@@ -125,15 +160,27 @@ int tr_cpu_matmul_batch(tr_ops_t *ops, const tr_matmul_params_t *p, int32_t n) {
             if (rc) return rc;
             continue;
         }
-        if (s_is_mrow(&p[i])) {
-            s_mrow_plan(&b.mm[b.n], &p[i], cpu, isa->nr);
-            b.fn[b.n] = isa->mrow[p[i].w_dtype];
+        bp[b.n++] = &p[i];
+    }
+    if (s_q8p_plan_batch(cpu, &b, bp)) return TR_ENOMEM;
+    for (int32_t i = 0; i < b.n; i++) {
+        int32_t tasks;
+        if (s_is_q8p(bp[i])) {
+            b.fn[i] = tr_cpu_q8p_gemv_fn(cpu);
+            b.ctx[i] = &b.q8p[i];
+            tasks = b.q8p[i].n_tasks;
+        } else if (s_is_mrow(bp[i])) {
+            s_mrow_plan(&b.mm[i], bp[i], cpu, isa->nr);
+            b.fn[i] = isa->mrow[bp[i]->w_dtype];
+            b.ctx[i] = &b.mm[i];
+            tasks = (bp[i]->N + b.mm[i].nb - 1) / b.mm[i].nb;
         } else {
-            s_gemv_plan(&b.mm[b.n], &p[i], cpu);
-            b.fn[b.n] = isa->gemv[p[i].w_dtype];
+            s_gemv_plan(&b.mm[i], bp[i], cpu);
+            b.fn[i] = isa->gemv[bp[i]->w_dtype];
+            b.ctx[i] = &b.mm[i];
+            tasks = (bp[i]->N + b.mm[i].nb - 1) / b.mm[i].nb;
         }
-        b.first[b.n + 1] = b.first[b.n] + (p[i].N + b.mm[b.n].nb - 1) / b.mm[b.n].nb;
-        b.n++;
+        b.first[i + 1] = b.first[i] + tasks;
     }
     tr_pool_run(cpu->pool, b.first[b.n], s_batch_task, &b);
     return TR_OK;
@@ -144,6 +191,13 @@ int tr_cpu_matmul(tr_ops_t *ops, const tr_matmul_params_t *p) {
     const s_isa_mm_t *isa = s_isa[TR_CPU_ISA(cpu)];
     int32_t threads = tr_pool_threads(cpu->pool);
     s_mm_t a;
+    if (p->M < TR_MM_GEMM_MIN_M && p->w_packed) {
+        tr_q8p_gemv_t g;
+        if (tr_cpu_reserve_shared(cpu, tr_cpu_q8p_x_bytes(p->M, p->K))) return TR_ENOMEM;
+        tr_cpu_q8p_plan(&g, p, cpu, cpu->shared);
+        tr_pool_run(cpu->pool, g.n_tasks, tr_cpu_q8p_gemv_fn(cpu), &g);
+        return TR_OK;
+    }
     if (p->M < TR_MM_GEMM_MIN_M) {
         s_gemv_plan(&a, p, cpu);
         tr_pool_run(cpu->pool, (p->N + a.nb - 1) / a.nb, isa->gemv[p->w_dtype], &a);

@@ -3,7 +3,9 @@
  *  tr_ops_cpu_new() resolves the SIMD level once (TR_SIMD_AUTO: the best of AVX-512,
  *  AVX2+FMA+F16C and scalar that __builtin_cpu_supports reports, or TROUPE_SIMD=scalar|
  *  avx2|avx512 from the environment), starts the pool and fills the vtable. Kernels index
- *  their per-ISA tables with that level. Memory is host memory.                        */
+ *  their per-ISA tables with that level; at AVX-512 the packed q8_0 GEMV also uses VNNI
+ *  when the CPU has it, unless TROUPE_NO_VNNI is set (so tests reach the other path).
+ *  Memory is host memory.                                                            */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +137,7 @@ static const tr_ops_vtable_t s_vtable = {
     .destroy = s_destroy,
     .threads = s_threads,
     .set_threads = s_set_threads,
+    .pack_weights = tr_cpu_pack_weights,
     .matmul = tr_cpu_matmul,
     .matmul_batch = tr_cpu_matmul_batch,
     .rmsnorm = tr_cpu_rmsnorm,
@@ -161,6 +164,8 @@ tr_ops_t *tr_ops_cpu_new(const tr_ops_cpu_opts_t *opts) {
     tr_cpu_t *cpu = calloc(1, sizeof(*cpu));
     if (!cpu) return NULL;
     cpu->simd = simd;
+    cpu->vnni = simd == TR_SIMD_AVX512 && __builtin_cpu_supports("avx512vnni") &&
+                !getenv("TROUPE_NO_VNNI");
     cpu->pool = tr_pool_new(o.n_threads ? o.n_threads : s_default_threads());
     if (!cpu->pool) goto fail;
     cpu->vt = s_vtable;
