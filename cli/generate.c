@@ -2,8 +2,8 @@
  *
  *  Starts every actor as a thread (the default topology, or -c FILE without a processes:
  *  section), with the frontend listening on a private inproc:// endpoint, sends one
- *  generate request from a DEALER in the same ZeroMQ context, and writes the streamed
- *  text to stdout as it arrives. A summary (finish reason, tokens, TTFT, TPOT) goes to
+ *  generate request through the C client (clients/c/client.h) in the same ZeroMQ context,
+ *  and writes the streamed text to stdout as it arrives. A summary (finish reason, tokens, TTFT, TPOT) goes to
  *  stderr. Ctrl-C aborts the request and exits 130.                                  */
 #include <getopt.h>
 #include <signal.h>
@@ -11,13 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zmq.h>
 
 #include "actors/registry.h"
 #include "cli/cli.h"
+#include "clients/c/client.h"
 #include "runtime/launcher.h"
 #include "runtime/log.h"
-#include "transport/wire.h"
 
 static volatile sig_atomic_t s_interrupted;
 
@@ -35,24 +34,6 @@ static void s_usage(FILE *f) {
                "Defaults: --max-tokens 256, --temperature 0 (greedy).\n");
 }
 
-/* Reads an `output` map's numbers for the summary. */
-static double s_map_num(const msgpack_object *map, const char *key) {
-    if (!map || map->type != MSGPACK_OBJECT_MAP) return 0;
-    for (uint32_t i = 0; i < map->via.map.size; i++) {
-        const msgpack_object_kv *kv = &map->via.map.ptr[i];
-        if (kv->key.type != MSGPACK_OBJECT_STR || kv->key.via.str.size != strlen(key) ||
-            memcmp(kv->key.via.str.ptr, key, kv->key.via.str.size) != 0)
-            continue;
-        switch (kv->val.type) {
-        case MSGPACK_OBJECT_FLOAT32:
-        case MSGPACK_OBJECT_FLOAT64: return kv->val.via.f64;
-        case MSGPACK_OBJECT_POSITIVE_INTEGER: return (double)kv->val.via.u64;
-        default: return 0;
-        }
-    }
-    return 0;
-}
-
 int tr_cli_generate(int argc, char **argv) {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},      {"config", required_argument, 0, 'c'},
@@ -64,7 +45,7 @@ int tr_cli_generate(int argc, char **argv) {
         {0, 0, 0, 0},
     };
     const char *model = NULL, *config = NULL, *level = "warn";
-    tr_str_t stops[64];
+    const char *stops[64];
     int n_stops = 0, ignore_eos = 0;
     long max_tokens = 256, top_k = -1, seed = -1;
     double temperature = 0, top_p = -1, min_p = -1;
@@ -81,7 +62,7 @@ int tr_cli_generate(int argc, char **argv) {
         case 'M': min_p = atof(optarg); break;
         case 'S': seed = atol(optarg); break;
         case 's':
-            if (n_stops < 64) stops[n_stops++] = tr_str_c(optarg);
+            if (n_stops < 64) stops[n_stops++] = optarg;
             break;
         case 'E': ignore_eos = 1; break;
         case 'L': level = optarg; break;
@@ -118,7 +99,7 @@ int tr_cli_generate(int argc, char **argv) {
     snprintf(topo->listen, sizeof topo->listen, "inproc://troupe-generate-%d", (int)getpid());
     int code = TR_EXIT_START;
     tr_node_t *node = NULL;
-    void *sock = NULL;
+    tr_client_t *cl = NULL;
     if (tr_topo_derive_endpoints(topo, NULL, err, sizeof err) != TR_OK) {
         fprintf(stderr, "troupe: %s\n", err);
         goto done;
@@ -128,28 +109,27 @@ int tr_cli_generate(int argc, char **argv) {
         fprintf(stderr, "troupe: cannot start: %s\n", node ? err : "bad topology");
         goto done;
     }
-    sock = zmq_socket(tr_node_zctx(node), ZMQ_DEALER);
-    int zero = 0;
-    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
-    if (!sock || zmq_connect(sock, topo->listen) != 0) {
+    cl = tr_client_new(tr_node_zctx(node), topo->listen);
+    if (!cl) {
         fprintf(stderr, "troupe: cannot connect to %s\n", topo->listen);
         goto done;
     }
-    tr_msg_t g;
-    tr_msg_init(&g, TR_MSG_GENERATE);
-    TR_MSG_SET(&g, generate, id, ((tr_id_t){.is_str = false, .i = 1}));
-    TR_MSG_SET(&g, generate, prompt, tr_str_c(prompt));
-    TR_MSG_SET(&g, generate, max_tokens, max_tokens);
-    TR_MSG_SET(&g, generate, temperature, temperature);
-    if (top_p >= 0) TR_MSG_SET(&g, generate, top_p, top_p);
-    if (top_k >= 0) TR_MSG_SET(&g, generate, top_k, top_k);
-    if (min_p >= 0) TR_MSG_SET(&g, generate, min_p, min_p);
-    if (seed >= 0) TR_MSG_SET(&g, generate, seed, seed);
-    if (n_stops) TR_MSG_SET(&g, generate, stop, ((tr_strs_t){NULL, stops, (uint32_t)n_stops}));
-    if (ignore_eos) TR_MSG_SET(&g, generate, ignore_eos, true);
-    int rc = tr_wire_send(sock, &g, 0);
+    tr_client_gen_t g;
+    tr_client_gen_init(&g);
+    g.prompt = prompt;
+    g.max_tokens = max_tokens;
+    g.temperature = temperature;
+    if (top_p >= 0) g.top_p = top_p;
+    if (top_k >= 0) g.top_k = top_k;
+    if (min_p >= 0) g.min_p = min_p;
+    if (seed >= 0) g.seed = seed;
+    g.stop = stops;
+    g.n_stop = (uint32_t)n_stops;
+    if (ignore_eos) g.ignore_eos = 1;
+    int64_t id;
+    int rc = tr_client_generate(cl, &g, &id);
     if (rc != TR_OK) {
-        fprintf(stderr, "troupe generate: bad request (%s)\n", tr_strerror(rc));
+        fprintf(stderr, "troupe generate: bad request (%s)\n", tr_client_error(cl));
         code = TR_EXIT_USAGE;
         goto done;
     }
@@ -161,25 +141,14 @@ int tr_cli_generate(int argc, char **argv) {
     int aborted = 0;
     for (;;) {
         if (s_interrupted && !aborted) {
-            tr_msg_t a;
-            tr_msg_init(&a, TR_MSG_ABORT);
-            TR_MSG_SET(&a, abort, id, ((tr_id_t){.is_str = false, .i = 1}));
-            tr_wire_send(sock, &a, 0);
+            tr_client_abort(cl, id);
             aborted = 1;
         }
-        zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&it, 1, 200) <= 0) continue;
-        zmq_msg_t zm;
-        zmq_msg_init(&zm);
-        if (zmq_msg_recv(&zm, sock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&zm);
-            continue;
-        }
         tr_msg_t m;
-        tr_msg_err_t derr;
-        if (tr_msg_decode(&m, zmq_msg_data(&zm), zmq_msg_size(&zm), &derr) != TR_OK) {
-            fprintf(stderr, "\ntroupe generate: undecodable reply: %s\n", derr.text);
-            zmq_msg_close(&zm);
+        rc = tr_client_recv(cl, &m, 200);
+        if (rc == TR_AGAIN || rc == TR_ETIMEDOUT) continue;
+        if (rc != TR_OK) {
+            fprintf(stderr, "\ntroupe generate: %s\n", tr_client_error(cl));
             code = TR_EXIT_CHILD_DIED;
             break;
         }
@@ -193,29 +162,27 @@ int tr_cli_generate(int argc, char **argv) {
             const tr_msg_output_t *o = &m.u.output;
             if (TR_MSG_HAS(&m, output, text)) fwrite(o->text.p, 1, o->text.n, stdout);
             fflush(stdout);
-            last = TR_MSG_HAS(&m, output, finish_reason);
+            last = tr_client_output_is_final(&m);
             if (last) {
-                const msgpack_object *u = TR_MSG_HAS(&m, output, usage) ? o->usage.obj : NULL;
-                const msgpack_object *mt = TR_MSG_HAS(&m, output, metrics) ? o->metrics.obj : NULL;
+                tr_client_usage_t u;
+                tr_client_output_usage(&m, &u);
                 fprintf(stdout, "\n");
                 fprintf(stderr,
-                        "[%.*s: %.0f prompt + %.0f generated tokens; ttft %.1f ms, tpot %.2f ms, "
+                        "[%.*s: %lld prompt + %lld generated tokens; ttft %.1f ms, tpot %.2f ms, "
                         "%.1f tokens/s]\n",
-                        (int)o->finish_reason.n, o->finish_reason.p, s_map_num(u, "prompt_tokens"),
-                        s_map_num(u, "completion_tokens"), s_map_num(mt, "ttft_ms"),
-                        s_map_num(mt, "tpot_ms"),
-                        s_map_num(mt, "tpot_ms") > 0 ? 1000.0 / s_map_num(mt, "tpot_ms") : 0);
+                        (int)o->finish_reason.n, o->finish_reason.p, (long long)u.prompt_tokens,
+                        (long long)u.completion_tokens, u.ttft_ms, u.tpot_ms,
+                        u.tpot_ms > 0 ? 1000.0 / u.tpot_ms : 0);
                 code = aborted ? 130 : 0;
             }
         } else {
             last = 0;
         }
         tr_msg_fini(&m);
-        zmq_msg_close(&zm);
         if (last) break;
     }
 done:
-    if (sock) zmq_close(sock);
+    tr_client_destroy(&cl);
     tr_node_destroy(&node);
     tr_topo_destroy(&topo);
     return code;
