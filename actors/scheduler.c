@@ -95,9 +95,7 @@ typedef struct {
     uint64_t step_sent_ns;
     tr_buf_t b_rids, b_ntok, b_toks, b_pos, b_tables, b_sample, b_temp, b_topp, b_topk, b_minp,
         b_seed, b_ntop, b_kvn;
-    /* per tokenizer: the deltas being built after a step */
-    tr_buf_t *d_rids, *d_ntok, *d_toks, *d_lp, *d_ntop, *d_top, *d_toplp, *d_fin, *d_stop,
-        *d_prompt, *d_queue;
+    tr_deltas_buf_t *deltas;           /* owned: per tokenizer, the deltas of a step */
     /* counters */
     uint64_t steps, preemptions, prompt_tokens, gen_tokens, finished, errors, busy_ns;
     uint64_t batch_seqs_sum, batch_tokens_sum;
@@ -218,13 +216,9 @@ static void *s_self_new(tr_actor_t *actor) {
     self->reported = calloc((size_t)self->n_executors, 1);
     self->tokenizers = calloc((size_t)self->n_tokenizers, sizeof *self->tokenizers);
     int nt = self->n_tokenizers;
-    tr_buf_t **arrs[] = {&self->d_rids, &self->d_ntok,  &self->d_toks, &self->d_lp,
-                         &self->d_ntop, &self->d_top,   &self->d_toplp, &self->d_fin,
-                         &self->d_stop, &self->d_prompt, &self->d_queue};
-    for (size_t i = 0; i < TR_ARRAY_LEN(arrs); i++) {
-        *arrs[i] = calloc((size_t)nt, sizeof(tr_buf_t));
-        if (!*arrs[i]) goto fail;
-    }
+    self->deltas = calloc((size_t)nt, sizeof *self->deltas);
+    if (!self->deltas) goto fail;
+    for (int t = 0; t < nt; t++) tr_deltas_buf_init(&self->deltas[t]);
     if (!self->executors || !self->tokenizers || !self->reported) goto fail;
     for (int i = 0; i < self->n_executors; i++)
         self->executors[i] = tr_serving_name(self->topo, "executor", i);
@@ -256,14 +250,9 @@ static void s_self_destroy(void **self_p) {
     free(self->batch.v);
     tr_buf_t *bufs[] = S_STEP_BUFS(self);
     for (size_t i = 0; i < TR_ARRAY_LEN(bufs); i++) tr_buf_fini(bufs[i]);
-    tr_buf_t **arrs[] = {&self->d_rids, &self->d_ntok,  &self->d_toks, &self->d_lp,
-                         &self->d_ntop, &self->d_top,   &self->d_toplp, &self->d_fin,
-                         &self->d_stop, &self->d_prompt, &self->d_queue};
-    for (size_t i = 0; i < TR_ARRAY_LEN(arrs); i++) {
-        if (*arrs[i])
-            for (int t = 0; t < self->n_tokenizers; t++) tr_buf_fini(&(*arrs[i])[t]);
-        free(*arrs[i]);
-    }
+    for (int t = 0; self->deltas && t < self->n_tokenizers; t++)
+        tr_deltas_buf_fini(&self->deltas[t]);
+    free(self->deltas);
     free(self->executors);
     free(self->reported);
     free(self->tokenizers);
@@ -315,6 +304,18 @@ static int s_tok_index(self_t *self, tr_str_t from) {
     return -1;
 }
 
+/* Ends request rid with an `error` (code, field or NULL, a sentence) to its tokenizer. */
+static void s_refuse(self_t *self, uint64_t rid, int tok, const char *code, const char *field,
+                     const char *text) {
+    tr_id_t id = {.is_str = false, .i = (int64_t)rid};
+    tr_msg_t e;
+    tr_msg_init_error(&e, &id, code, field, text);
+    if (tok >= 0) tr_actor_send(self->actor, self->tokenizers[tok], &e);
+    self->errors++;
+}
+
+/* A request at fault (field given: bad_request, the message names the field) or failed
+ * (field NULL: internal). */
 __attribute__((format(printf, 5, 6))) static void
 s_request_error(self_t *self, uint64_t rid, int tok, const char *field, const char *fmt, ...) {
     char text[512];
@@ -323,20 +324,7 @@ s_request_error(self_t *self, uint64_t rid, int tok, const char *field, const ch
     va_start(ap, fmt);
     vsnprintf(text + k, sizeof text - (size_t)k, fmt, ap);
     va_end(ap);
-    tr_id_t id = {.is_str = false, .i = (int64_t)rid};
-    tr_msg_t e;
-    tr_msg_init_error(&e, &id, field ? "bad_request" : "internal", field, text);
-    if (tok >= 0) tr_actor_send(self->actor, self->tokenizers[tok], &e);
-    self->errors++;
-}
-
-/* Refuses a request with `code` (unavailable, busy, ...) and a sentence. */
-static void s_refuse(self_t *self, uint64_t rid, int tok, const char *code, const char *text) {
-    tr_id_t id = {.is_str = false, .i = (int64_t)rid};
-    tr_msg_t e;
-    tr_msg_init_error(&e, &id, code, NULL, text);
-    if (tok >= 0) tr_actor_send(self->actor, self->tokenizers[tok], &e);
-    self->errors++;
+    s_refuse(self, rid, tok, field ? "bad_request" : "internal", field, text);
 }
 
 static void s_kv_free(self_t *self, const uint64_t *rids, int n) {
@@ -437,7 +425,7 @@ static int s_on_generate(void *self_, const tr_msg_t *msg) {
         return TR_EINVAL;
     }
     if (self->failed) {
-        s_refuse(self, rid, tok, "unavailable", self->failed_why);
+        s_refuse(self, rid, tok, "unavailable", NULL, self->failed_why);
         return TR_EINVAL;
     }
     if (!TR_MSG_HAS(msg, generate, tokens) || g->tokens.n == 0) {
@@ -768,45 +756,6 @@ static void s_send_step(self_t *self) {
 
 /* ---- results ---- */
 
-static void s_deltas_clear(self_t *self) {
-    for (int t = 0; t < self->n_tokenizers; t++) {
-        tr_buf_clear(&self->d_rids[t]);
-        tr_buf_clear(&self->d_ntok[t]);
-        tr_buf_clear(&self->d_toks[t]);
-        tr_buf_clear(&self->d_lp[t]);
-        tr_buf_clear(&self->d_ntop[t]);
-        tr_buf_clear(&self->d_top[t]);
-        tr_buf_clear(&self->d_toplp[t]);
-        tr_buf_clear(&self->d_fin[t]);
-        tr_buf_clear(&self->d_stop[t]);
-        tr_buf_clear(&self->d_prompt[t]);
-        tr_buf_clear(&self->d_queue[t]);
-    }
-}
-
-static void s_deltas_send(self_t *self) {
-    for (int t = 0; t < self->n_tokenizers; t++) {
-        if (!self->d_rids[t].n) continue;
-        tr_msg_t d;
-        tr_msg_init(&d, TR_MSG_DELTAS);
-        TR_MSG_SET(&d, deltas, rids, tr_buf_bin(&self->d_rids[t]));
-        TR_MSG_SET(&d, deltas, n_tokens, tr_buf_i32s(&self->d_ntok[t]));
-        TR_MSG_SET(&d, deltas, tokens, tr_buf_i32s(&self->d_toks[t]));
-        TR_MSG_SET(&d, deltas, logprobs, tr_buf_bin(&self->d_lp[t]));
-        if (self->d_top[t].n) {
-            TR_MSG_SET(&d, deltas, n_top, tr_buf_i32s(&self->d_ntop[t]));
-            TR_MSG_SET(&d, deltas, top_tokens, tr_buf_i32s(&self->d_top[t]));
-            TR_MSG_SET(&d, deltas, top_logprobs, tr_buf_bin(&self->d_toplp[t]));
-        }
-        TR_MSG_SET(&d, deltas, finish, tr_buf_i32s(&self->d_fin[t]));
-        TR_MSG_SET(&d, deltas, stop_token, tr_buf_i32s(&self->d_stop[t]));
-        TR_MSG_SET(&d, deltas, prompt_tokens, tr_buf_i32s(&self->d_prompt[t]));
-        TR_MSG_SET(&d, deltas, queue_us, tr_buf_bin(&self->d_queue[t]));
-        int rc = tr_actor_send(self->actor, self->tokenizers[t], &d);
-        if (rc != TR_OK) TR_ERROR("deltas to %s: %s", self->tokenizers[t], tr_strerror(rc));
-    }
-}
-
 static int s_is_stop(const self_t *self, const s_seq_t *s, int32_t tok) {
     if (!s->ignore_eos && tok == self->eos) return 1;
     for (int32_t i = 0; i < s->n_stop_ids; i++)
@@ -840,8 +789,9 @@ static int s_on_step_done(void *self_, const tr_msg_t *msg) {
     }
     uint32_t r = 0, top_off = 0;
     uint32_t n_lp = (uint32_t)(tr_bin_count(d->logprobs, 4) > 0 ? tr_bin_count(d->logprobs, 4) : 0);
-    s_deltas_clear(self);
-    uint64_t now = tr_now_ns();
+    uint32_t n_toplp =
+        (uint32_t)(tr_bin_count(d->top_logprobs, 4) > 0 ? tr_bin_count(d->top_logprobs, 4) : 0);
+    for (int t = 0; t < self->n_tokenizers; t++) tr_deltas_buf_clear(&self->deltas[t]);
     for (int i = 0; i < self->batch.n; i++) {
         s_seq_t *s = self->batch.v[i];
         s->in_step = false;
@@ -883,35 +833,30 @@ static int s_on_step_done(void *self_, const tr_msg_t *msg) {
         if (s_is_stop(self, s, tok)) fin = TR_FINISH_STOP, stop_tok = tok;
         else if (s->info.n_generated >= s->info.max_tokens || s->n_toks >= self->ctx)
             fin = TR_FINISH_LENGTH;
-        int t = s->tok;
-        tr_buf_i64(&self->d_rids[t], (int64_t)s->rid);
-        tr_buf_i32(&self->d_ntok[t], 1);
-        tr_buf_i32(&self->d_toks[t], tok);
-        tr_buf_f32(&self->d_lp[t], lp);
-        tr_buf_i32(&self->d_ntop[t], s->n_top);
+        tr_deltas_buf_t *o = &self->deltas[s->tok];
+        tr_buf_i64(&o->rids, (int64_t)s->rid);
+        tr_buf_i32(&o->n_tokens, 1);
+        tr_buf_i32(&o->tokens, tok);
+        tr_buf_f32(&o->logprobs, lp);
+        tr_buf_i32(&o->n_top, s->n_top);
         for (int32_t k = 0; k < s->n_top; k++) {
             uint32_t j = my_top + (uint32_t)k;
-            tr_buf_i32(&self->d_top[t], j < d->top_tokens.n ? tr_i32s_at(d->top_tokens, j) : 0);
-            tr_buf_f32(&self->d_toplp[t],
-                       j < (uint32_t)(tr_bin_count(d->top_logprobs, 4) > 0
-                                          ? tr_bin_count(d->top_logprobs, 4)
-                                          : 0)
-                           ? tr_bin_f32(d->top_logprobs, j)
-                           : 0.0f);
+            tr_buf_i32(&o->top_tokens, j < d->top_tokens.n ? tr_i32s_at(d->top_tokens, j) : 0);
+            tr_buf_f32(&o->top_logprobs, j < n_toplp ? tr_bin_f32(d->top_logprobs, j) : 0.0f);
         }
-        tr_buf_i32(&self->d_fin[t], fin);
-        tr_buf_i32(&self->d_stop[t], stop_tok);
-        tr_buf_i32(&self->d_prompt[t], s->info.n_prompt);
-        tr_buf_i64(&self->d_queue[t], (int64_t)((s->first_ns - s->enqueue_ns) / 1000));
+        tr_buf_i32(&o->finish, fin);
+        tr_buf_i32(&o->stop_token, stop_tok);
+        tr_buf_i32(&o->prompt_tokens, s->info.n_prompt);
+        tr_buf_i64(&o->queue_us, (int64_t)((s->first_ns - s->enqueue_ns) / 1000));
         if (fin) {
             self->finished++;
             s_seq_drop(self, s);
         }
     }
-    (void)now;
     self->batch.n = 0;
     self->in_flight = false;
-    s_deltas_send(self);
+    for (int t = 0; t < self->n_tokenizers; t++)
+        tr_deltas_buf_send(&self->deltas[t], self->actor, self->tokenizers[t]);
     return TR_OK;
 }
 

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "runtime/actor.h"
 #include "runtime/topology.h"
 #include "transport/msg.h"
 
@@ -51,5 +52,19 @@ static inline tr_bin_t tr_buf_bin(const tr_buf_t *b) { return (tr_bin_t){b->p, (
 static inline tr_i32s_t tr_buf_i32s(const tr_buf_t *b) {
     return (tr_i32s_t){b->p, (uint32_t)(b->n / 4)};
 }
+
+/* ---- a `deltas` message being built, row by row (scheduler and tokenizer) ---- */
+typedef struct {
+    tr_buf_t rids, n_tokens, tokens, logprobs, n_top, top_tokens, top_logprobs, finish,
+        stop_token, prompt_tokens, queue_us;
+    tr_buf_t text, text_len, stop_str;   /* the tokenizer's additions; empty from the scheduler */
+} tr_deltas_buf_t;
+
+void tr_deltas_buf_init(tr_deltas_buf_t *d);
+void tr_deltas_buf_fini(tr_deltas_buf_t *d);
+void tr_deltas_buf_clear(tr_deltas_buf_t *d);
+/* Packs what was appended into a `deltas` message and sends it to `to` when it holds at
+ * least one row (the top-logprob and text fields only when they hold anything). */
+void tr_deltas_buf_send(tr_deltas_buf_t *d, tr_actor_t *actor, const char *to);
 
 #endif

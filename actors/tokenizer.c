@@ -42,10 +42,9 @@ typedef struct {
     const char *scheduler;     /* borrowed from the topology */
     tr_u64map_t reqs;          /* rid -> s_req_t* (owned) */
     tr_tok_ids_t ids;          /* scratch */
-    tr_tok_text_t text;        /* scratch: decoded text of one request in one deltas */
     /* the deltas being built for one frontend */
-    tr_buf_t o_rids, o_ntok, o_toks, o_lp, o_ntop, o_top, o_toplp, o_fin, o_stop, o_prompt,
-        o_queue, o_text, o_tlen, o_sstr, cancels;
+    tr_deltas_buf_t out;       /* the deltas being built for one frontend */
+    tr_buf_t cancels;          /* rids the scheduler must drop (stop string hit, error) */
     uint64_t requests, prompt_tokens, tokenize_calls, stops_hit, errors, encode_ns;
 } self_t;
 
@@ -85,11 +84,6 @@ const tr_actor_spec_t tr_tokenizer_spec = {
     .stats = s_stats,
 };
 
-#define S_OUT_BUFS(self)                                                                   \
-    {&self->o_rids, &self->o_ntok,  &self->o_toks,   &self->o_lp,  &self->o_ntop,          \
-     &self->o_top,  &self->o_toplp, &self->o_fin,    &self->o_stop, &self->o_prompt,       \
-     &self->o_queue, &self->o_text, &self->o_tlen,   &self->o_sstr, &self->cancels}
-
 static void *s_self_new(tr_actor_t *actor) {
     self_t *self = calloc(1, sizeof *self);
     if (!self) return NULL;
@@ -97,9 +91,8 @@ static void *s_self_new(tr_actor_t *actor) {
     const tr_topology_t *topo = tr_actor_topology(actor);
     tr_u64map_init(&self->reqs);
     tr_tok_ids_init(&self->ids);
-    tr_tok_text_init(&self->text);
-    tr_buf_t *bufs[] = S_OUT_BUFS(self);
-    for (size_t i = 0; i < TR_ARRAY_LEN(bufs); i++) tr_buf_init(bufs[i]);
+    tr_deltas_buf_init(&self->out);
+    tr_buf_init(&self->cancels);
     self->scheduler = tr_serving_name(topo, "scheduler", 0);
     if (!self->scheduler) {
         TR_ERROR("the topology has no scheduler for the tokenizer to feed");
@@ -144,9 +137,8 @@ static void s_self_destroy(void **self_p) {
         if (self->reqs.keys[i]) s_req_free(self->reqs.vals[i]);
     tr_u64map_fini(&self->reqs);
     tr_tok_ids_fini(&self->ids);
-    tr_tok_text_fini(&self->text);
-    tr_buf_t *bufs[] = S_OUT_BUFS(self);
-    for (size_t i = 0; i < TR_ARRAY_LEN(bufs); i++) tr_buf_fini(bufs[i]);
+    tr_deltas_buf_fini(&self->out);
+    tr_buf_fini(&self->cancels);
     tr_tokenizer_destroy(&self->tok);
     free(self);
     *self_p = NULL;
@@ -343,35 +335,6 @@ static size_t s_utf8_floor(const char *s, size_t n) {
     return n - (i - 1) >= want ? n : i - 1;
 }
 
-static void s_out_clear(self_t *self) {
-    tr_buf_t *bufs[] = S_OUT_BUFS(self);
-    for (size_t i = 0; i < TR_ARRAY_LEN(bufs); i++) tr_buf_clear(bufs[i]);
-}
-
-static void s_out_send(self_t *self, const char *frontend) {
-    if (!self->o_rids.n) return;
-    tr_msg_t d;
-    tr_msg_init(&d, TR_MSG_DELTAS);
-    TR_MSG_SET(&d, deltas, rids, tr_buf_bin(&self->o_rids));
-    TR_MSG_SET(&d, deltas, n_tokens, tr_buf_i32s(&self->o_ntok));
-    TR_MSG_SET(&d, deltas, tokens, tr_buf_i32s(&self->o_toks));
-    TR_MSG_SET(&d, deltas, logprobs, tr_buf_bin(&self->o_lp));
-    if (self->o_top.n) {
-        TR_MSG_SET(&d, deltas, n_top, tr_buf_i32s(&self->o_ntop));
-        TR_MSG_SET(&d, deltas, top_tokens, tr_buf_i32s(&self->o_top));
-        TR_MSG_SET(&d, deltas, top_logprobs, tr_buf_bin(&self->o_toplp));
-    }
-    TR_MSG_SET(&d, deltas, finish, tr_buf_i32s(&self->o_fin));
-    TR_MSG_SET(&d, deltas, stop_token, tr_buf_i32s(&self->o_stop));
-    TR_MSG_SET(&d, deltas, prompt_tokens, tr_buf_i32s(&self->o_prompt));
-    TR_MSG_SET(&d, deltas, queue_us, tr_buf_bin(&self->o_queue));
-    TR_MSG_SET(&d, deltas, text, tr_buf_bin(&self->o_text));
-    TR_MSG_SET(&d, deltas, text_len, tr_buf_i32s(&self->o_tlen));
-    TR_MSG_SET(&d, deltas, stop_str, tr_buf_i32s(&self->o_sstr));
-    int rc = tr_actor_send(self->actor, frontend, &d);
-    if (rc != TR_OK) TR_ERROR("deltas to %s: %s", frontend, tr_strerror(rc));
-}
-
 /* Decodes one request's new tokens, applies stop strings, appends its row to the output.
  * Returns the finish code it ends with. */
 static int32_t s_detok(self_t *self, s_req_t *r, const tr_msg_deltas_t *d, uint32_t i,
@@ -406,29 +369,33 @@ static int32_t s_detok(self_t *self, s_req_t *r, const tr_msg_deltas_t *d, uint3
         size_t keep = r->max_stop ? r->max_stop - 1 : 0;
         emit = r->held.len > keep ? s_utf8_floor(r->held.data, r->held.len - keep) : 0;
     }
-    tr_buf_i64(&self->o_rids, (int64_t)r->rid);
-    tr_buf_i32(&self->o_ntok, n);
-    tr_buf_put(&self->o_toks, d->tokens.p + 4 * (size_t)tok_off, 4 * (size_t)n);
+    tr_buf_i64(&self->out.rids, (int64_t)r->rid);
+    tr_buf_i32(&self->out.n_tokens, n);
+    tr_buf_put(&self->out.tokens, d->tokens.p + 4 * (size_t)tok_off, 4 * (size_t)n);
     if (tr_bin_count(d->logprobs, 4) >= (int64_t)(tok_off + (uint32_t)n))
-        tr_buf_put(&self->o_lp, d->logprobs.p + 4 * (size_t)tok_off, 4 * (size_t)n);
+        tr_buf_put(&self->out.logprobs, d->logprobs.p + 4 * (size_t)tok_off, 4 * (size_t)n);
     else
-        tr_buf_put(&self->o_lp, NULL, 4 * (size_t)n);
-    tr_buf_i32(&self->o_ntop, n_top);
+        tr_buf_put(&self->out.logprobs, NULL, 4 * (size_t)n);
+    tr_buf_i32(&self->out.n_top, n_top);
     if (n_top > 0) {
         size_t cnt = (size_t)n_top * (size_t)n;
         bool ok = top_off + cnt <= d->top_tokens.n &&
                   tr_bin_count(d->top_logprobs, 4) >= (int64_t)(top_off + cnt);
-        tr_buf_put(&self->o_top, ok ? d->top_tokens.p + 4 * (size_t)top_off : NULL, 4 * cnt);
-        tr_buf_put(&self->o_toplp, ok ? d->top_logprobs.p + 4 * (size_t)top_off : NULL, 4 * cnt);
+        tr_buf_put(&self->out.top_tokens, ok ? d->top_tokens.p + 4 * (size_t)top_off : NULL,
+                   4 * cnt);
+        tr_buf_put(&self->out.top_logprobs, ok ? d->top_logprobs.p + 4 * (size_t)top_off : NULL,
+                   4 * cnt);
     }
-    tr_buf_i32(&self->o_fin, fin);
-    tr_buf_i32(&self->o_stop, d->stop_token.n > i && which < 0 ? tr_i32s_at(d->stop_token, i) : -1);
-    tr_buf_i32(&self->o_prompt, d->prompt_tokens.n > i ? tr_i32s_at(d->prompt_tokens, i) : 0);
-    tr_buf_i64(&self->o_queue,
+    tr_buf_i32(&self->out.finish, fin);
+    tr_buf_i32(&self->out.stop_token,
+               d->stop_token.n > i && which < 0 ? tr_i32s_at(d->stop_token, i) : -1);
+    tr_buf_i32(&self->out.prompt_tokens,
+               d->prompt_tokens.n > i ? tr_i32s_at(d->prompt_tokens, i) : 0);
+    tr_buf_i64(&self->out.queue_us,
                tr_bin_count(d->queue_us, 8) > (int64_t)i ? tr_bin_i64(d->queue_us, i) : 0);
-    tr_buf_put(&self->o_text, r->held.data, emit);
-    tr_buf_i32(&self->o_tlen, (int32_t)emit);
-    tr_buf_i32(&self->o_sstr, which);
+    tr_buf_put(&self->out.text, r->held.data, emit);
+    tr_buf_i32(&self->out.text_len, (int32_t)emit);
+    tr_buf_i32(&self->out.stop_str, which);
     if (fin == TR_FINISH_NONE) { /* keep the rest */
         memmove(r->held.data, r->held.data + emit, r->held.len - emit);
         r->held.len -= emit;
@@ -451,7 +418,8 @@ static int s_on_deltas(void *self_, const tr_msg_t *msg) {
     int n_done = 0;
     for (;;) {
         char frontend[TR_TOPO_NAME_MAX] = "";
-        s_out_clear(self);
+        tr_deltas_buf_clear(&self->out);
+        tr_buf_clear(&self->cancels);
         uint32_t tok_off = 0, top_off = 0;
         for (uint32_t i = 0; i < (uint32_t)n; i++) {
             int32_t nt = tr_i32s_at(d->n_tokens, i);
@@ -475,7 +443,7 @@ static int s_on_deltas(void *self_, const tr_msg_t *msg) {
             }
         }
         if (!frontend[0]) break;
-        s_out_send(self, frontend);
+        tr_deltas_buf_send(&self->out, self->actor, frontend);
         if (self->cancels.n) {
             tr_msg_t c;
             tr_msg_init(&c, TR_MSG_CANCEL);

@@ -3,8 +3,8 @@
  *  Starts every actor as a thread (the default topology, or -c FILE without a processes:
  *  section), with the frontend listening on a private inproc:// endpoint, sends one
  *  generate request through the C client (clients/c/client.h) in the same ZeroMQ context,
- *  and writes the streamed text to stdout as it arrives. A summary (finish reason, tokens, TTFT, TPOT) goes to
- *  stderr. Ctrl-C aborts the request and exits 130.                                  */
+ *  and writes the streamed text to stdout as it arrives. A summary (finish reason, tokens,
+ *  TTFT, TPOT) goes to stderr. Ctrl-C aborts the request and exits 130.              */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
