@@ -169,6 +169,11 @@ static void *s_self_new(tr_actor_t *actor) {
         TR_ERROR("kv.block_size must be within 1..65536, got %lld", (long long)bs);
         goto fail;
     }
+    const tr_conf_section_t *kv = tr_topo_section(topo, "kv");
+    if (tr_conf_get_int(kv, "n_blocks", 0) < 0 || tr_conf_get_float(kv, "memory_gb", 0) < 0) {
+        TR_ERROR("kv.n_blocks and kv.memory_gb must not be negative");
+        goto fail;
+    }
     int32_t n_blocks = s_kv_blocks(topo, cfg, (int32_t)bs);
     if (tr_kv_cache_init(&self->kv, self->ops, cfg, n_blocks, (int32_t)bs) != TR_OK) {
         TR_ERROR("cannot allocate the KV pool (%d blocks, %zu bytes)", n_blocks,

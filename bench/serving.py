@@ -2,7 +2,7 @@
 """Serving scenarios of issue 4, each measured against its own baseline in one run.
 
     .venv/bin/python bench/serving.py MODEL [--scenario overhead,batching,chunked] [--reps 3]
-        [--tokenizer DIR] [--json FILE]
+        [--tokenizer DIR] [--threads N] [--json FILE]
 
 overhead  single-stream greedy decode through `troupe serve` (1000 / tpot_ms, tpot from the
           server's metrics of a request with a 64-token prompt and 128 new tokens, EOS
@@ -43,10 +43,12 @@ from troupe_client import AsyncClient, Client  # noqa: E402
 BIN_DIR = os.path.join(ROOT, 'build', 'bin')
 
 
-def topology(tokenizer, **scheduler):
+def topology(tokenizer, threads=0, **scheduler):
     lines = []
     if tokenizer:
         lines.append('tokenizer: {path: %s}' % tokenizer)
+    if threads:
+        lines.append('executor: {threads: %d}' % threads)
     if scheduler:
         lines.append('scheduler: {%s}' % ', '.join('%s: %s' % kv for kv in scheduler.items()))
     lines.append('kv: {memory_gb: 1.0}')
@@ -75,9 +77,10 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-def library_decode(model):
+def library_decode(model, threads):
     out = subprocess.run([os.path.join(BIN_DIR, 'bench_forward'), model, '--prefill', '8',
-                          '--decode', '1', '--ctx', '128', '--steps', '48', '--reps', '1'],
+                          '--decode', '1', '--ctx', '128', '--steps', '48', '--reps', '1']
+                         + (['--threads', str(threads)] if threads else []),
                          capture_output=True, text=True, timeout=600).stdout
     m = re.search(r'decode batch\s+1:\s+([\d.]+) tokens/s', out)
     if not m:
@@ -86,28 +89,41 @@ def library_decode(model):
 
 
 def serve_decode(endpoint):
+    """(tokens/s, the executor's forward ms per step, its sampling ms per step)."""
     c = Client(endpoint, timeout=600)
     c.generate(tokens=prompt(16, 0), max_tokens=4, temperature=0, ignore_eos=True)  # warm
+    e0 = c.stats()['actors']['executor.0']['actor']
     # 64 prompt tokens + 128 new: the contexts run 64..192, 128 on average, as in
     # bench_forward --ctx 128
     r = c.generate(tokens=prompt(64, 1), max_tokens=128, temperature=0, ignore_eos=True)
+    e1 = c.stats()['actors']['executor.0']['actor']
     c.close()
-    return 1000.0 / r.metrics['tpot_ms']
+    steps = max(1, e1['steps'] - e0['steps'])
+    return (1000.0 / r.metrics['tpot_ms'], (e1['forward_ms'] - e0['forward_ms']) / steps,
+            (e1['sample_ms'] - e0['sample_ms']) / steps)
 
 
 def scenario_overhead(model, args, out):
-    lib, srv = [], []
-    with Server(['-m', model, '-c', topology(args.tokenizer)], ready_timeout=600) as s:
+    lib, srv, fwd, smp = [], [], [], []
+    topo = topology(args.tokenizer, args.threads)
+    with Server(['-m', model, '-c', topo], ready_timeout=600) as s:
         learn_vocab(s.endpoint)
         for _ in range(args.reps):
-            srv.append(serve_decode(s.endpoint))
-            lib.append(library_decode(model))   # the server is idle meanwhile
+            tok_s, f, sm = serve_decode(s.endpoint)
+            srv.append(tok_s)
+            fwd.append(f)
+            smp.append(sm)
+            lib.append(library_decode(model, args.threads))   # the server is idle meanwhile
     ls, ss = statistics.median(lib), statistics.median(srv)
-    out['overhead'] = dict(library_tok_s=lib, serve_tok_s=srv, library_median=ls,
-                           serve_median=ss, ratio=ss / ls)
-    print('overhead: single-stream decode, library %s tok/s (median %.1f), through serve %s '
-          'tok/s (median %.1f): %.2f of library (target >= 0.90)'
-          % (['%.1f' % x for x in lib], ls, ['%.1f' % x for x in srv], ss, ss / ls))
+    out['overhead'] = dict(threads=args.threads, library_tok_s=lib, serve_tok_s=srv,
+                           library_median=ls, serve_median=ss, ratio=ss / ls,
+                           executor_forward_ms_per_step=fwd, executor_sample_ms_per_step=smp)
+    print('overhead (%s threads): single-stream decode, library %s tok/s (median %.1f, %.2f ms/step), '
+          'through serve %s tok/s (median %.1f): %.2f of library (target >= 0.90); inside the '
+          'server the executor spends %.2f ms/step in the forward and %.2f in sampling (medians)'
+          % (args.threads or 'all', ['%.1f' % x for x in lib], ls, 1000 / ls,
+             ['%.1f' % x for x in srv], ss, ss / ls, statistics.median(fwd),
+             statistics.median(smp)))
 
 
 async def run_streams(endpoint, n, new_tokens, plen):
@@ -190,6 +206,8 @@ def main():
     ap.add_argument('--tokenizer')
     ap.add_argument('--long-prompt', type=int, default=2000)
     ap.add_argument('--chunk', type=int, default=64, help='chunk_size with chunking on')
+    ap.add_argument('--threads', type=int, default=0,
+                    help='overhead: executor and bench_forward threads (default: every core)')
     ap.add_argument('--json')
     args = ap.parse_args()
     out = dict(model=args.model, date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
