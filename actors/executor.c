@@ -359,7 +359,9 @@ static int s_on_step(void *self_, const tr_msg_t *msg) {
         tr_buf_put(&self->out_lp, NULL, 4 * (size_t)rows))
         return s_step_error(self, msg, "out of memory");
     int32_t *out = (int32_t *)self->out_tokens.p;
-    float *lp = (float *)self->out_lp.p;
+    /* the log-softmax over the vocabulary costs as much as the argmax: only when asked */
+    int want_lp = TR_MSG_HAS(msg, step, logprobs) && m->logprobs;
+    float *lp = want_lp ? (float *)self->out_lp.p : NULL;
     if (rows && tr_ops_sample(self->ops, out, lp, self->logits, rows, V, self->params) != TR_OK)
         return s_step_error(self, msg, "sampling failed");
     if (TR_MSG_HAS(msg, step, n_top)) {
@@ -386,7 +388,7 @@ static int s_on_step(void *self_, const tr_msg_t *msg) {
     TR_MSG_SET(&d, step_done, step, m->step);
     TR_MSG_SET(&d, step_done, rank, self->rank);
     TR_MSG_SET(&d, step_done, tokens, tr_buf_i32s(&self->out_tokens));
-    TR_MSG_SET(&d, step_done, logprobs, tr_buf_bin(&self->out_lp));
+    if (want_lp) TR_MSG_SET(&d, step_done, logprobs, tr_buf_bin(&self->out_lp));
     if (self->top_ids.n) {
         TR_MSG_SET(&d, step_done, top_tokens, tr_buf_i32s(&self->top_ids));
         TR_MSG_SET(&d, step_done, top_logprobs, tr_buf_bin(&self->top_lp));

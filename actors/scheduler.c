@@ -48,6 +48,7 @@ typedef struct {
     int32_t n_blocks, blocks_cap;
     float temperature, top_p, min_p;
     int32_t top_k, n_top;
+    bool want_lp;              /* the request asked for logprobs */
     uint64_t seed;
     int32_t *stop_ids;         /* owned */
     int32_t n_stop_ids;
@@ -451,6 +452,7 @@ static int s_on_generate(void *self_, const tr_msg_t *msg) {
     s->min_p = TR_MSG_HAS(msg, generate, min_p) ? (float)g->min_p : 0.0f;
     s->top_k = TR_MSG_HAS(msg, generate, top_k) ? (int32_t)g->top_k : 0;
     s->n_top = TR_MSG_HAS(msg, generate, logprobs) ? (int32_t)g->logprobs : 0;
+    s->want_lp = TR_MSG_HAS(msg, generate, logprobs);
     s->seed = TR_MSG_HAS(msg, generate, seed) ? (uint64_t)g->seed : tr_realtime_ns() ^ rid;
     s->ignore_eos = TR_MSG_HAS(msg, generate, ignore_eos) && g->ignore_eos;
     if (TR_MSG_HAS(msg, generate, stop_token_ids) && g->stop_token_ids.n) {
@@ -701,7 +703,7 @@ static void s_send_step(self_t *self) {
     int32_t max_blocks = 1;
     for (int i = 0; i < self->batch.n; i++)
         if (self->batch.v[i]->n_blocks > max_blocks) max_blocks = self->batch.v[i]->n_blocks;
-    int any_top = 0;
+    int any_top = 0, any_lp = 0;
     int64_t n_tok = 0;
     for (int i = 0; i < self->batch.n; i++) {
         s_seq_t *s = self->batch.v[i];
@@ -720,6 +722,7 @@ static void s_send_step(self_t *self) {
         tr_buf_i64(&self->b_seed, (int64_t)s->seed);
         tr_buf_i32(&self->b_ntop, s->n_top);
         any_top |= s->n_top > 0;
+        any_lp |= s->want_lp;
         n_tok += s->step_chunk;
     }
     tr_msg_t m;
@@ -738,6 +741,7 @@ static void s_send_step(self_t *self) {
     TR_MSG_SET(&m, step, min_p, tr_buf_bin(&self->b_minp));
     TR_MSG_SET(&m, step, seed, tr_buf_bin(&self->b_seed));
     if (any_top) TR_MSG_SET(&m, step, n_top, tr_buf_i32s(&self->b_ntop));
+    if (any_lp) TR_MSG_SET(&m, step, logprobs, true);
     int sent = 0;
     for (int e = 0; e < self->n_executors; e++) {
         int rc = tr_actor_send(self->actor, self->executors[e], &m);

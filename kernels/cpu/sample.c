@@ -88,27 +88,35 @@ static void s_sample_task(void *ctx, int32_t b, int32_t thread) {
     double *l = a->cpu->scratch[thread];
     s_cand_t *c = (s_cand_t *)(l + V);
     uint8_t *seen = (uint8_t *)(c + V);
-    for (int32_t i = 0; i < V; i++) l[i] = row[i];
     float r = sp->repetition_penalty;
-    if (r > 0 && r != 1.0f && sp->n_prev > 0) {
-        memset(seen, 0, (size_t)V);
-        for (int32_t i = 0; i < sp->n_prev; i++) {
-            int32_t id = sp->prev_tokens[i];
-            if (id < 0 || id >= V || seen[id]) continue;
-            seen[id] = 1;
-            l[id] = l[id] > 0 ? l[id] / r : l[id] * r;
-        }
-    }
+    int penalty = r > 0 && r != 1.0f && sp->n_prev > 0;
     int32_t tok = 0;
-    if (sp->temperature <= 0) {
+    if (sp->temperature <= 0 && !penalty) {
+        /* plain greedy: the argmax of the floats is the argmax of their double copies */
+        float best = row[0];
         for (int32_t i = 1; i < V; i++)
-            if (l[i] > l[tok]) tok = i;
+            if (row[i] > best) best = row[i], tok = i;
     } else {
-        double mx = -INFINITY, z = 0;
-        for (int32_t i = 0; i < V; i++) mx = l[i] > mx ? l[i] : mx;
-        for (int32_t i = 0; i < V; i++) z += exp((l[i] - mx) / sp->temperature);
-        for (int32_t i = 0; i < V; i++) l[i] = exp((l[i] - mx) / sp->temperature) / z;
-        tok = s_draw(sp, l, c, V);
+        for (int32_t i = 0; i < V; i++) l[i] = row[i];
+        if (penalty) {
+            memset(seen, 0, (size_t)V);
+            for (int32_t i = 0; i < sp->n_prev; i++) {
+                int32_t id = sp->prev_tokens[i];
+                if (id < 0 || id >= V || seen[id]) continue;
+                seen[id] = 1;
+                l[id] = l[id] > 0 ? l[id] / r : l[id] * r;
+            }
+        }
+        if (sp->temperature <= 0) {
+            for (int32_t i = 1; i < V; i++)
+                if (l[i] > l[tok]) tok = i;
+        } else {
+            double mx = -INFINITY, z = 0;
+            for (int32_t i = 0; i < V; i++) mx = l[i] > mx ? l[i] : mx;
+            for (int32_t i = 0; i < V; i++) z += exp((l[i] - mx) / sp->temperature);
+            for (int32_t i = 0; i < V; i++) l[i] = exp((l[i] - mx) / sp->temperature) / z;
+            tok = s_draw(sp, l, c, V);
+        }
     }
     a->tokens[b] = tok;
     if (a->logprobs) {
