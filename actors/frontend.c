@@ -29,6 +29,7 @@
 #include <errno.h>
 
 #include "actors/serving.h"
+#include "models/tokenizer.h"
 #include "runtime/log.h"
 #include "runtime/u64map.h"
 #include "transport/wire.h"
@@ -648,6 +649,12 @@ static void s_generate(self_t *self, const tr_msg_t *msg, const uint8_t *client,
     if (TR_MSG_HAS(msg, generate, min_p) && !(g->min_p >= 0 && g->min_p <= 1))
         REFUSE("min_p", "field 'min_p': must be in [0, 1], got %g", g->min_p);
     if (TR_MSG_HAS(msg, generate, n) && g->n < 1) REFUSE("n", "field 'n': must be at least 1");
+    /* a stop string comes back in stop_reason, which clients decode as UTF-8 */
+    for (uint32_t i = 0; TR_MSG_HAS(msg, generate, stop) && i < g->stop.n; i++) {
+        tr_str_t st = tr_strs_at(g->stop, i);
+        if (!tr_utf8_valid(st.p, st.n))
+            REFUSE("stop", "field 'stop': string %u is not valid UTF-8", i);
+    }
     if (!self->n_tokenizers || !self->scheduler) {
         s_client_error(self, client, client_n, id, "unavailable", NULL,
                        "this topology has no tokenizer or scheduler");

@@ -12,10 +12,11 @@ batching  output tokens/s of 16 concurrent streams (128-token prompts, 128 new t
           all output tokens / wall time from the first send to the last final) beside one
           stream alone (same request). Target >= 4x.
 chunked   8 streams decode (32-token prompts, 256 new tokens); once they are all streaming, one
-          2000-token prompt arrives. Inter-token latency (gap between successive outputs of
+          2048-token prompt arrives. Inter-token latency (gap between successive outputs of
           a stream, client clock) of the 8 streams over their whole run: median, p99 and max,
-          with chunked_prefill on (--chunk tokens, default 64) and off. Target with
-          chunking: p99 <= 3x median.
+          with chunked_prefill on (--chunk tokens, default 64; --budget: max_batch_tokens,
+          the step's token budget shared by the decodes and the chunk) and off. Target
+          with chunking: p99 <= 3x median.
 
 MODEL is anything `troupe serve -m` takes; an HF directory without tokenizer.json, or a GGUF
 without a vocabulary, needs --tokenizer (a tokenizer.json directory). Prompts are random
@@ -180,7 +181,10 @@ async def chunked_once(endpoint, long_len):
 
 def scenario_chunked(model, args, out):
     res = {}
-    for label, sched in (('on', dict(chunked_prefill='true', chunk_size=args.chunk)),
+    on = dict(chunked_prefill='true', chunk_size=args.chunk)
+    if args.budget:
+        on['max_batch_tokens'] = args.budget
+    for label, sched in (('on', on),
                          ('off', dict(chunked_prefill='false', max_batch_tokens=4096))):
         with Server(['-m', model, '-c', topology(args.tokenizer, **sched)], ready_timeout=600) as s:
             learn_vocab(s.endpoint)
@@ -189,7 +193,7 @@ def scenario_chunked(model, args, out):
             runs = [asyncio.run(r) for r in runs]
         gaps = [g for r in runs for g in r[0]]
         med, p99 = statistics.median(gaps), pct(gaps, 99)
-        res[label] = dict(median_ms=med, p99_ms=p99, max_ms=max(gaps), ratio=p99 / med,
+        res[label] = dict(sched, median_ms=med, p99_ms=p99, max_ms=max(gaps), ratio=p99 / med,
                           n=len(gaps), long_ttft_ms=[r[1] for r in runs])
         print('chunked prefill %-3s: ITL of 8 streams with a %d-token prompt arriving: median '
               '%.1f ms, p99 %.1f ms, max %.1f ms, p99/median %.2f (n=%d; the long prompt\'s '
@@ -204,8 +208,10 @@ def main():
     ap.add_argument('--scenario', default='overhead,batching,chunked')
     ap.add_argument('--reps', type=int, default=3)
     ap.add_argument('--tokenizer')
-    ap.add_argument('--long-prompt', type=int, default=2000)
+    ap.add_argument('--long-prompt', type=int, default=2048)
     ap.add_argument('--chunk', type=int, default=64, help='chunk_size with chunking on')
+    ap.add_argument('--budget', type=int, default=0,
+                    help='max_batch_tokens with chunking on (decodes + chunk; default 2048)')
     ap.add_argument('--threads', type=int, default=0,
                     help='overhead: executor and bench_forward threads (default: every core)')
     ap.add_argument('--json')

@@ -125,6 +125,10 @@ static size_t s_utf8_valid_prefix(const uint8_t *s, size_t n) {
     return n;
 }
 
+bool tr_utf8_valid(const char *s, size_t n) {
+    return s_utf8_valid_prefix((const uint8_t *)s, n) == n;
+}
+
 /* Unicode White_Space (Rust char::is_whitespace, Oniguruma \s). */
 static bool s_is_space_cp(uint32_t c) {
     return (c >= 0x09 && c <= 0x0d) || c == 0x20 || c == 0x85 || c == 0xa0 || c == 0x1680 ||

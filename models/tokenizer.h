@@ -153,6 +153,10 @@ unsigned tr_tokenizer_token_attr(const tr_tokenizer_t *self, int32_t id);
  * through BPE: for benchmarks and for memory-tight embedders. Same thread rule as encode. */
 void tr_tokenizer_set_cache(tr_tokenizer_t *self, bool enabled);
 
+/* Whether s[0..n) is well-formed UTF-8 (Unicode Table 3-7: no overlongs, surrogates or
+ * code points past U+10FFFF). */
+bool tr_utf8_valid(const char *s, size_t n);
+
 /* ---- encode ---- */
 /* Appends the ids of `len` bytes of UTF-8 text to *out. TR_EINVAL for text that is not valid
  * UTF-8, TR_ENOMEM. Not thread-safe per tokenizer (word cache). */

@@ -3,6 +3,7 @@ serving: a good request after them gives the answer it gave before."""
 from serving_util import CONTEXT, PROMPTS, Client, TroupeError, serve, wait_kv_free
 from tap import diag, done_testing, ok
 from harness import Client as RawClient  # noqa: E402 - serving_util puts tests/ on sys.path
+import msgpack  # noqa: E402
 
 with serve() as srv:
     c = Client(srv.endpoint, timeout=60)
@@ -64,6 +65,16 @@ with serve() as srv:
     e = raw.request({'type': 'generate', 'id': 'noprompt', 'max_tokens': 4})
     ok(e.get('type') == 'error' and e.get('code') == 'bad_request' and e.get('field') == 'prompt'
        and e.get('id') == 'noprompt', 'neither prompt nor tokens -> error naming prompt (%r)' % (e,))
+    # a stop string that is not UTF-8 (msgpack str with bytes ff fe): it would come back in
+    # stop_reason, which clients decode as UTF-8
+    frame = bytearray(msgpack.packb({'type': 'generate', 'id': 'badutf8', 'prompt': 'Hi',
+                                     'stop': ['zz']}))
+    i = frame.index(b'\xa2zz')
+    frame[i:i + 3] = b'\xa2\xff\xfe'
+    raw.send_raw(bytes(frame))
+    e = raw.recv()
+    ok(e.get('type') == 'error' and e.get('field') == 'stop' and 'UTF-8' in e.get('message', ''),
+       'a stop string that is not UTF-8 -> error naming stop (%r)' % (e,))
     raw.close()
     # streamed bad requests are refused the same way
     try:
