@@ -172,6 +172,19 @@ static int s_list_insert(self_t *self, s_list_t *l, s_seq_t *s) {
     return TR_OK;
 }
 
+/* Re-sorts l by the policy (stable: insertion sort), after keys changed in place. */
+static void s_list_resort(self_t *self, s_list_t *l) {
+    for (int j = 1; j < l->n; j++) {
+        s_seq_t *s = l->v[j];
+        int i = j;
+        while (i > 0 && self->policy->compare(&s->info, &l->v[i - 1]->info) < 0) {
+            l->v[i] = l->v[i - 1];
+            i--;
+        }
+        l->v[i] = s;
+    }
+}
+
 static void s_list_remove(s_list_t *l, const s_seq_t *s) {
     for (int i = 0; i < l->n; i++)
         if (l->v[i] == s) {
@@ -913,6 +926,16 @@ static int s_on_model_info(void *self_, const tr_msg_t *msg) {
         self->free_blocks = (int32_t)self->kv_blocks;
         self->ready = true;
         self->failed = false;
+        /* requests that waited for the model: check them now; a default max_tokens (the
+         * room left in the context) changes the sjf key they were queued by */
+        for (int i = 0; i < self->waiting.n;) {
+            s_seq_t *s = self->waiting.v[i];
+            if (!s->checked && !s_check(self, s))
+                s_seq_drop(self, s);
+            else
+                i++;
+        }
+        s_list_resort(self, &self->waiting);
         TR_INFO("serving %s: context %lld, vocab %lld, KV %lld blocks x %lld", self->info_model,
                 (long long)self->ctx, (long long)self->vocab, (long long)self->kv_blocks,
                 (long long)self->block_size);
