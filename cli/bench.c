@@ -88,20 +88,6 @@ typedef struct {
 
 enum { S_PENDING = 0, S_FLIGHT, S_OK, S_ERR };
 
-static volatile sig_atomic_t s_interrupted;
-
-static void s_on_sigint(int sig) {
-    (void)sig;
-    if (s_interrupted) _exit(130);
-    s_interrupted = 1;
-}
-
-static double s_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 /* ---- a seeded generator (splitmix64), so runs are reproducible ---- */
 
 static uint64_t s_rand(uint64_t *state) {
@@ -359,7 +345,7 @@ static int s_send(s_bench_t *b, s_req_t *r, int32_t idx, double t0) {
     if (ign < 0) ign = pr->text ? -1 : 1;
     p.ignore_eos = (int8_t)ign;
     if (b->conf->temperature > 0) p.seed = (int64_t)((b->conf->seed + (uint64_t)r->prompt) & INT64_MAX);
-    r->t_send = s_now_ms() - t0;
+    r->t_send = tr_cli_now_ms() - t0;
     int rc = tr_client_generate(b->cl, &p, &r->id);
     if (rc != TR_OK) {
         r->state = S_ERR;
@@ -457,22 +443,22 @@ static s_req_t *s_run_level(s_bench_t *b, int level, int64_t n, const char *labe
             t += -log(1.0 - s_rand01(&rng)) / c->rate[level] * 1e3;
         }
     }
-    double t0 = s_now_ms(), last_activity = t0, last_draw = 0;
+    double t0 = tr_cli_now_ms(), last_activity = t0, last_draw = 0;
     int64_t next = 0, flight = 0, done = 0, errs = 0;
     while (done < n) {
-        double now = s_now_ms() - t0;
+        double now = tr_cli_now_ms() - t0;
         /* issue what the load model allows */
-        while (!s_interrupted && next < n && flight < cap_flight &&
+        while (!tr_cli_interrupted && next < n && flight < cap_flight &&
                (!c->mode_rate || arrival[next] <= now)) {
             if (s_send(b, &reqs[next], (int32_t)next, t0) != 0) {
                 reqs[next].state = S_ERR;
                 snprintf(reqs[next].error, sizeof reqs[next].error, "out of memory");
             }
-            if (reqs[next].state == S_FLIGHT) flight++, last_activity = s_now_ms();
+            if (reqs[next].state == S_FLIGHT) flight++, last_activity = tr_cli_now_ms();
             else done++, errs++;
             next++;
         }
-        if (s_interrupted) { /* stop: abort what is in flight, count the rest as not run */
+        if (tr_cli_interrupted) { /* stop: abort what is in flight, count the rest as not run */
             for (int64_t i = 0; i < n; i++) {
                 if (reqs[i].state == S_FLIGHT) tr_client_abort(b->cl, reqs[i].id);
                 if (reqs[i].state <= S_FLIGHT) {
@@ -486,14 +472,14 @@ static s_req_t *s_run_level(s_bench_t *b, int level, int64_t n, const char *labe
         /* wait for replies, at most until the next arrival or a progress redraw */
         int wait = 100;
         if (c->mode_rate && next < n && flight < cap_flight) {
-            double dt = arrival[next] - (s_now_ms() - t0);
+            double dt = arrival[next] - (tr_cli_now_ms() - t0);
             wait = dt <= 0 ? 0 : dt < 100 ? (int)ceil(dt) : 100;
         }
         tr_msg_t m;
         int rc = tr_client_recv(b->cl, &m, wait);
         while (rc == TR_OK || rc == TR_EPROTO) {
             if (rc == TR_OK) {
-                double t = s_now_ms();
+                double t = tr_cli_now_ms();
                 last_activity = t;
                 if (s_on_reply(b, reqs, &m, t - t0)) {
                     flight--, done++;
@@ -506,9 +492,9 @@ static s_req_t *s_run_level(s_bench_t *b, int level, int64_t n, const char *labe
         }
         if (rc == TR_EZMQ) {
             fprintf(stderr, "troupe bench: %s\n", tr_client_error(b->cl));
-            s_interrupted = 1;
+            tr_cli_interrupted = 1;
         }
-        double t = s_now_ms();
+        double t = tr_cli_now_ms();
         if (flight > 0 && t - last_activity > c->timeout_s * 1e3) {
             for (int64_t i = 0; i < n; i++) {
                 if (reqs[i].state != S_FLIGHT) continue;
@@ -525,7 +511,7 @@ static s_req_t *s_run_level(s_bench_t *b, int level, int64_t n, const char *labe
             last_draw = t;
         }
     }
-    if (show) s_progress(label, done, n, errs, (s_now_ms() - t0) / 1e3, 1);
+    if (show) s_progress(label, done, n, errs, (tr_cli_now_ms() - t0) / 1e3, 1);
     for (int64_t i = 0; i < n; i++) /* late replies to this level must not reach the next */
         if (reqs[i].id > 0 && reqs[i].id < b->id_cap) b->id2req[reqs[i].id] = -1;
     double first = INFINITY, last = 0;
@@ -689,8 +675,8 @@ static int64_t s_ask_model(tr_client_t *cl, int64_t *ctx_len, json_t **info) {
     *ctx_len = 0;
     *info = NULL;
     if (tr_client_model_info(cl, &id) != TR_OK) return 0;
-    double deadline = s_now_ms() + 10000;
-    while (s_now_ms() < deadline && !s_interrupted) {
+    double deadline = tr_cli_now_ms() + 10000;
+    while (tr_cli_now_ms() < deadline && !tr_cli_interrupted) {
         tr_msg_t m;
         int rc = tr_client_recv(cl, &m, 200);
         if (rc != TR_OK) continue;
@@ -713,8 +699,8 @@ static void s_fetch_stats(s_bench_t *b) {
     json_decref(b->server_stats);
     b->server_stats = NULL;
     if (tr_client_stats(b->cl, &id) != TR_OK) return;
-    double deadline = s_now_ms() + 3000;
-    while (!b->server_stats && s_now_ms() < deadline && !s_interrupted) {
+    double deadline = tr_cli_now_ms() + 3000;
+    while (!b->server_stats && tr_cli_now_ms() < deadline && !tr_cli_interrupted) {
         tr_msg_t m;
         if (tr_client_recv(b->cl, &m, 100) != TR_OK) continue;
         if (tr_client_reply_id(&m) == id && m.type == TR_MSG_STATS && m.root)
@@ -815,10 +801,8 @@ int tr_cli_bench_main(int argc, char **argv) {
         fprintf(stderr, "troupe bench: cannot connect to '%s'\n", c.endpoint);
         return 1;
     }
-    struct sigaction sa = {0}, old_sa;
-    sa.sa_handler = s_on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_sa);
+    struct sigaction old_sa;
+    tr_cli_catch(SIGINT, &old_sa);
 
     int code = 1;
     s_bench_t b = {.cl = cl, .conf = &c};
@@ -868,7 +852,7 @@ int tr_cli_bench_main(int argc, char **argv) {
     }
 
     s_table_head(&c);
-    for (int lv = 0; lv < c.n_levels && !s_interrupted; lv++) {
+    for (int lv = 0; lv < c.n_levels && !tr_cli_interrupted; lv++) {
         char load[32], label[48];
         if (c.mode_rate) snprintf(load, sizeof load, "%g", c.rate[lv]);
         else snprintf(load, sizeof load, "%lld", (long long)c.concurrency[lv]);
@@ -881,7 +865,7 @@ int tr_cli_bench_main(int argc, char **argv) {
         }
         s_summary_t s = s_summarize(&b, reqs, c.num_prompts, span);
         s_table_row(load, &s);
-        if (c.server_stats && !s_interrupted) s_fetch_stats(&b);
+        if (c.server_stats && !tr_cli_interrupted) s_fetch_stats(&b);
         json_t *jl = json_pack("{s:s, s:o, s:o}", "mode", c.mode_rate ? "rate" : "concurrency",
                                "load", c.mode_rate ? json_real(c.rate[lv])
                                                    : json_integer(c.concurrency[lv]),
@@ -893,7 +877,7 @@ int tr_cli_bench_main(int argc, char **argv) {
         for (int64_t i = 0; i < c.num_prompts; i++) free(reqs[i].itl);
         free(reqs);
     }
-    code = s_interrupted ? 130 : 0;
+    code = tr_cli_interrupted ? 130 : 0;
     if (c.json_file) {
         jout = json_pack("{s:o, s:O, s:O}", "config", s_conf_json(&c, vocab), "model",
                          jmodel ? jmodel : json_null(), "levels", jlevels);
@@ -903,7 +887,7 @@ int tr_cli_bench_main(int argc, char **argv) {
         }
     }
 out:
-    sigaction(SIGINT, &old_sa, NULL);
+    tr_cli_restore(SIGINT, &old_sa);
     json_decref(jout);
     json_decref(jlevels);
     json_decref(jmodel);

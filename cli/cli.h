@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <msgpack.h>
+#include <signal.h>
 
 int tr_cli_generate(int argc, char **argv);
 
@@ -20,5 +21,13 @@ int tr_cli_bench_main(int argc, char **argv);
 /* A JSON value of a msgpack object (bins become "<N bytes>"); the caller owns the result
  * (json_decref). NULL only when out of memory (cli/msgpack_json.c). */
 json_t *tr_cli_json_from_msgpack(const msgpack_object *o);
+
+/* Set by a signal caught with tr_cli_catch (SIGINT, SIGTERM); a second one exits at once
+ * (130) (cli/util.c). catch saves the old action in *old (may be NULL) for restore. */
+extern volatile sig_atomic_t tr_cli_interrupted;
+void tr_cli_catch(int sig, struct sigaction *old);
+void tr_cli_restore(int sig, const struct sigaction *old);
+/* CLOCK_MONOTONIC in milliseconds. */
+double tr_cli_now_ms(void);
 
 #endif

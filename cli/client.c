@@ -31,20 +31,6 @@
 #define S_MAX_STOP 64
 #define S_EXIT_FAIL 3 /* "failure" in cli/cli.h's list (TR_EXIT_CHILD_DIED's value) */
 
-static volatile sig_atomic_t s_interrupted;
-
-static void s_on_sigint(int sig) {
-    (void)sig;
-    if (s_interrupted) _exit(130);
-    s_interrupted = 1;
-}
-
-static double s_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static void s_usage(FILE *f) {
     fprintf(f,
             "usage: troupe client [options] PROMPT     (PROMPT '-' or absent: read stdin)\n"
@@ -191,10 +177,8 @@ int tr_cli_client_main(int argc, char **argv) {
         free(prompt_buf);
         return TR_EXIT_USAGE;
     }
-    struct sigaction sa = {0}, old_sa;
-    sa.sa_handler = s_on_sigint; /* no SA_RESTART: the wait returns and we send abort */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_sa);
+    struct sigaction old_sa;
+    tr_cli_catch(SIGINT, &old_sa);
 
     int code = S_EXIT_FAIL;
     s_acc_t acc = {0};
@@ -204,20 +188,20 @@ int tr_cli_client_main(int argc, char **argv) {
     int n_outputs = 0, aborted = 0;
     double t_first = NAN, t_last = NAN, t_end = NAN, ttft = NAN, tpot = NAN, e2e = NAN;
     tr_client_usage_t usage = {-1, -1, NAN, NAN, NAN, NAN};
-    double t0 = s_now_ms();
+    double t0 = tr_cli_now_ms();
     int rc = tr_client_generate(cl, &p, &id);
     if (rc != TR_OK) {
         snprintf(err_text, sizeof err_text, "cannot send: %s", tr_client_error(cl));
         goto out;
     }
-    double deadline = s_now_ms() + timeout_s * 1e3;
+    double deadline = tr_cli_now_ms() + timeout_s * 1e3;
     for (;;) {
-        if (s_interrupted && !aborted) {
+        if (tr_cli_interrupted && !aborted) {
             tr_client_abort(cl, id);
             aborted = 1;
-            deadline = s_now_ms() + 2000; /* the final output should follow at once */
+            deadline = tr_cli_now_ms() + 2000; /* the final output should follow at once */
         }
-        double left = deadline - s_now_ms();
+        double left = deadline - tr_cli_now_ms();
         if (left <= 0) {
             snprintf(err_text, sizeof err_text, "no reply from %s within %.1f s", endpoint,
                      aborted ? 2.0 : timeout_s);
@@ -234,7 +218,7 @@ int tr_cli_client_main(int argc, char **argv) {
             snprintf(err_text, sizeof err_text, "%s", tr_client_error(cl));
             break;
         }
-        deadline = s_now_ms() + (aborted ? 2000 : timeout_s * 1e3);
+        deadline = tr_cli_now_ms() + (aborted ? 2000 : timeout_s * 1e3);
         if (tr_client_reply_id(&m) != id) { /* not ours (cannot happen on a fresh socket) */
             tr_msg_fini(&m);
             continue;
@@ -252,7 +236,7 @@ int tr_cli_client_main(int argc, char **argv) {
             tr_msg_fini(&m);
             continue;
         }
-        double now = s_now_ms();
+        double now = tr_cli_now_ms();
         n_outputs++;
         if (m.u.output.tokens.n) {
             if (isnan(t_first)) t_first = now;
@@ -290,10 +274,10 @@ int tr_cli_client_main(int argc, char **argv) {
         tr_msg_fini(&m);
     }
     if (finish[0])
-        code = s_interrupted ? 130
+        code = tr_cli_interrupted ? 130
                : (strcmp(finish, "stop") == 0 || strcmp(finish, "length") == 0) ? 0
                                                                                  : S_EXIT_FAIL;
-    else if (s_interrupted)
+    else if (tr_cli_interrupted)
         code = 130;
 
     /* client-side timings: TTFT to the first output carrying tokens, TPOT over the rest */
@@ -330,7 +314,7 @@ out:
     } else {
         fprintf(stderr, "troupe client: %s\n", err_text[0] ? err_text : "interrupted");
     }
-    sigaction(SIGINT, &old_sa, NULL);
+    tr_cli_restore(SIGINT, &old_sa);
     json_decref(jfinal);
     free(acc.text);
     free(acc.tokens);

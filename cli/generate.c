@@ -18,13 +18,6 @@
 #include "runtime/launcher.h"
 #include "runtime/log.h"
 
-static volatile sig_atomic_t s_interrupted;
-
-static void s_on_sigint(int sig) {
-    (void)sig;
-    s_interrupted = 1;
-}
-
 static void s_usage(FILE *f) {
     fprintf(f, "usage: troupe generate [-m MODEL] [-c FILE] [--max-tokens N] [--temperature T]\n"
                "                       [--top-p P] [--top-k K] [--min-p P] [--seed S]\n"
@@ -133,14 +126,13 @@ int tr_cli_generate(int argc, char **argv) {
         code = TR_EXIT_USAGE;
         goto done;
     }
-    struct sigaction sa = {.sa_handler = s_on_sigint};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    tr_cli_catch(SIGINT, NULL);
+    tr_cli_catch(SIGTERM, NULL);
     fputs(prompt, stdout);
     fflush(stdout);
     int aborted = 0;
     for (;;) {
-        if (s_interrupted && !aborted) {
+        if (tr_cli_interrupted && !aborted) {
             tr_client_abort(cl, id);
             aborted = 1;
         }
