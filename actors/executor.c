@@ -377,6 +377,9 @@ static int s_on_step(void *self_, const tr_msg_t *msg) {
         }
     }
     uint64_t t2 = tr_now_ns();
+    /* the scheduler needs the cores now to plan the next step, and so do the actors that
+     * stream this one's tokens: do not let the backend's workers spin them away */
+    if (!getenv("TROUPE_NO_PARK")) tr_ops_idle(self->ops);
     self->steps++;
     self->tokens_in += (uint64_t)total;
     self->tokens_out += (uint64_t)rows;

@@ -12,7 +12,9 @@
  *
  *  One step (DESIGN.md 4), planned only while no step is in flight:
  *    1. running sequences in policy order: decodes (one token) first, then unfinished
- *       prefills, each taking a chunk of at most chunk_size tokens of the budget;
+ *       prefills, each taking a chunk of at most chunk_size tokens of the budget; once
+ *       decodes are in the step, the budget shrinks to mixed_batch_tokens (but leaves
+ *       prefill at least a KV block), so a long prompt does not stall running streams;
  *    2. waiting sequences in policy order while the budget (max_batch_tokens tokens,
  *       max_seqs sequences) and free KV blocks allow; with chunked_prefill off a prompt
  *       must fit the remaining budget whole;
@@ -69,7 +71,7 @@ typedef struct {
     tr_actor_t *actor;                 /* borrowed */
     const tr_topology_t *topo;         /* borrowed */
     const tr_sched_policy_t *policy;
-    int64_t max_batch_tokens, max_seqs, chunk_size;
+    int64_t max_batch_tokens, max_seqs, chunk_size, mixed_batch_tokens;
     bool chunked;
     const char *kv_manager;            /* borrowed names from the topology */
     const char **executors;            /* owned array */
@@ -100,6 +102,8 @@ typedef struct {
     /* counters */
     uint64_t steps, preemptions, prompt_tokens, gen_tokens, finished, errors, busy_ns;
     uint64_t batch_seqs_sum, batch_tokens_sum;
+    int64_t mixed_tokens_max;  /* the most tokens of a step that carried decodes */
+    bool plan_has_decodes;     /* the step being planned carries decodes */
 } self_t;
 
 static int s_on_generate(void *self, const tr_msg_t *msg);
@@ -127,6 +131,10 @@ static const tr_conf_key_t s_conf_keys[] = {
     {"max_seqs", TR_CONF_INT, "most sequences in one step (default 64)"},
     {"chunked_prefill", TR_CONF_BOOL, "split long prompts into chunks (default true)"},
     {"chunk_size", TR_CONF_INT, "prefill chunk size in tokens (default 512)"},
+    {"mixed_batch_tokens", TR_CONF_INT,
+     "token budget of a step that carries decodes (default max_batch_tokens): caps the "
+     "prefill chunks that share a step with running streams, to keep their inter-token "
+     "latency low"},
     {NULL, 0, NULL},
 };
 
@@ -211,12 +219,15 @@ static void *s_self_new(tr_actor_t *actor) {
     self->max_seqs = tr_conf_get_int(conf, "max_seqs", 64);
     self->chunked = tr_conf_get_bool(conf, "chunked_prefill", 1);
     self->chunk_size = tr_conf_get_int(conf, "chunk_size", 512);
+    self->mixed_batch_tokens = tr_conf_get_int(conf, "mixed_batch_tokens", self->max_batch_tokens);
     if (!self->policy) {
         TR_ERROR("scheduler.policy: unknown policy '%s' (fcfs, priority, sjf)", policy);
         goto fail;
     }
-    if (self->max_batch_tokens < 1 || self->max_seqs < 1 || self->chunk_size < 1) {
-        TR_ERROR("scheduler: max_batch_tokens, max_seqs and chunk_size must be >= 1");
+    if (self->max_batch_tokens < 1 || self->max_seqs < 1 || self->chunk_size < 1 ||
+        self->mixed_batch_tokens < 1) {
+        TR_ERROR("scheduler: max_batch_tokens, max_seqs, chunk_size and mixed_batch_tokens "
+                 "must be >= 1");
         goto fail;
     }
     self->kv_manager = tr_serving_name(self->topo, "kv_manager", 0);
@@ -237,8 +248,9 @@ static void *s_self_new(tr_actor_t *actor) {
     for (int i = 0; i < self->n_executors; i++)
         self->executors[i] = tr_serving_name(self->topo, "executor", i);
     for (int i = 0; i < nt; i++) self->tokenizers[i] = tr_serving_name(self->topo, "tokenizer", i);
-    TR_INFO("policy %s, max_batch_tokens %lld, max_seqs %lld, chunked prefill %s (%lld)",
-            self->policy->name, (long long)self->max_batch_tokens, (long long)self->max_seqs,
+    TR_INFO("policy %s, max_batch_tokens %lld (%lld with decodes), max_seqs %lld, chunked "
+            "prefill %s (%lld)", self->policy->name, (long long)self->max_batch_tokens,
+            (long long)self->mixed_batch_tokens, (long long)self->max_seqs,
             self->chunked ? "on" : "off", (long long)self->chunk_size);
     return self;
 fail:;
@@ -276,7 +288,7 @@ static void s_self_destroy(void **self_p) {
 
 static void s_stats(void *self_, msgpack_packer *pk) {
     self_t *self = self_;
-    msgpack_pack_map(pk, 15);
+    msgpack_pack_map(pk, 16);
     tr_pack_cstr(pk, "policy");
     tr_pack_cstr(pk, self->policy->name);
     tr_pack_cstr(pk, "ready");
@@ -308,6 +320,8 @@ static void s_stats(void *self_, msgpack_packer *pk) {
     tr_pack_cstr(pk, "batch_tokens_mean");
     msgpack_pack_double(pk,
                         self->steps ? (double)self->batch_tokens_sum / (double)self->steps : 0);
+    tr_pack_cstr(pk, "mixed_tokens_max");
+    msgpack_pack_int64(pk, self->mixed_tokens_max);
 }
 
 /* ---- per-request errors and finishing ---- */
@@ -572,6 +586,16 @@ static void s_plan(self_t *self) {
     /* 1. decodes, then unfinished prefills, of running sequences (policy order). The list
      *    may shrink under us through preemption: walk it by index with care. */
     for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) self->plan_has_decodes = self->batch.n > 0;
+        if (pass == 1 && self->batch.n) {
+            /* the step carries decodes: what is left of the mixed budget goes to prefill,
+             * but at least a KV block's worth, so that prompts never starve behind streams */
+            int64_t mixed = self->mixed_batch_tokens - (self->max_batch_tokens - budget);
+            int64_t least = self->block_size < self->chunk_size ? self->block_size
+                                                                : self->chunk_size;
+            if (mixed < least) mixed = least;
+            if (mixed < budget) budget = mixed;
+        }
         for (int i = 0; i < self->running.n; i++) {
             if (budget <= 0 || self->batch.n >= self->max_seqs) break;
             s_seq_t *s = self->running.v[i];
@@ -769,6 +793,7 @@ static void s_send_step(self_t *self) {
     self->step_sent_ns = tr_now_ns();
     self->batch_seqs_sum += (uint64_t)self->batch.n;
     self->batch_tokens_sum += (uint64_t)n_tok;
+    if (self->plan_has_decodes && n_tok > self->mixed_tokens_max) self->mixed_tokens_max = n_tok;
 }
 
 /* ---- results ---- */

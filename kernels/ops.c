@@ -115,6 +115,10 @@ int tr_ops_set_threads(tr_ops_t *ops, int32_t n) {
     return ops->vt->set_threads ? ops->vt->set_threads(ops, n) : TR_OK;
 }
 
+void tr_ops_idle(tr_ops_t *ops) {
+    if (ops && ops->vt->idle) ops->vt->idle(ops);
+}
+
 /* ---- argument checks ---- */
 
 #define CHECK(cond)                                                                     \

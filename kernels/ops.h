@@ -66,6 +66,10 @@ const char *tr_simd_name(tr_simd_t level);
 /* Worker threads used by the backend (1 for ref); set_threads resizes the pool. */
 int32_t tr_ops_threads(const tr_ops_t *ops);
 int tr_ops_set_threads(tr_ops_t *ops, int32_t n_threads);
+/* Says that no op will come for a while (the executor between steps): the CPU backend's
+ * workers stop spinning for the next op and sleep, leaving the cores to other threads.
+ * Only a hint: the next op works either way. */
+void tr_ops_idle(tr_ops_t *ops);
 
 /* ---- memory ---- */
 

@@ -18,6 +18,7 @@ typedef struct tr_ops_vtable {
     void (*destroy)(tr_ops_t *self);
     int32_t (*threads)(const tr_ops_t *self);
     int (*set_threads)(tr_ops_t *self, int32_t n);
+    void (*idle)(tr_ops_t *self);                                                  /* optional */
 
     /* memory: NULL means host memory */
     void *(*alloc)(tr_ops_t *self, size_t bytes);

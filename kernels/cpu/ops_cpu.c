@@ -132,11 +132,16 @@ static int s_set_threads(tr_ops_t *ops, int32_t n) {
     return keep ? tr_cpu_reserve(cpu, keep) : TR_OK;
 }
 
+static void s_idle(tr_ops_t *ops) {
+    tr_pool_park(TR_CPU(ops)->pool);
+}
+
 static const tr_ops_vtable_t s_vtable = {
     .name = "cpu",
     .destroy = s_destroy,
     .threads = s_threads,
     .set_threads = s_set_threads,
+    .idle = s_idle,
     .pack_weights = tr_cpu_pack_weights,
     .matmul = tr_cpu_matmul,
     .matmul_batch = tr_cpu_matmul_batch,

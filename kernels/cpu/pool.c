@@ -31,6 +31,7 @@ struct tr_pool {
     _Atomic(tr_pool_fn) fn;
     _Atomic(void *) ctx;
     _Atomic int32_t n_tasks;
+    _Atomic int park;             /* tr_pool_park: stop spinning; cleared by the next run */
 };
 
 typedef struct {
@@ -83,7 +84,10 @@ static void *s_worker_main(void *argp) {
             for (int i = 1; g == seen; i++) {
                 s_cpu_relax();
                 g = s_gen(atomic_load_explicit(&self->claim, memory_order_acquire));
-                if (g == seen && (i & 255) == 0 && s_now_ns() - t0 > TR_POOL_SPIN_NS) break;
+                if (g == seen && (i & 255) == 0 &&
+                    (atomic_load_explicit(&self->park, memory_order_relaxed) ||
+                     s_now_ns() - t0 > TR_POOL_SPIN_NS))
+                    break;
             }
         }
         if (g == seen) {
@@ -152,6 +156,10 @@ int32_t tr_pool_threads(const tr_pool_t *self) {
     return self->n_threads;
 }
 
+void tr_pool_park(tr_pool_t *self) {
+    atomic_store_explicit(&self->park, 1, memory_order_relaxed);
+}
+
 void tr_pool_run(tr_pool_t *self, int32_t n_tasks, tr_pool_fn fn, void *ctx) {
     if (n_tasks <= 0) return;
     if (self->n_threads == 1 || n_tasks == 1) {
@@ -162,6 +170,7 @@ void tr_pool_run(tr_pool_t *self, int32_t n_tasks, tr_pool_fn fn, void *ctx) {
     atomic_store_explicit(&self->ctx, ctx, memory_order_relaxed);
     atomic_store_explicit(&self->n_tasks, n_tasks, memory_order_relaxed);
     atomic_store_explicit(&self->completed, 0, memory_order_relaxed);
+    atomic_store_explicit(&self->park, 0, memory_order_relaxed);
     uint32_t g = s_gen(atomic_load_explicit(&self->claim, memory_order_relaxed)) + 1;
     atomic_store_explicit(&self->claim, (uint64_t)g << 32, memory_order_release);
     pthread_mutex_lock(&self->mu);

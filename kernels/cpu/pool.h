@@ -24,6 +24,9 @@ tr_pool_t *tr_pool_new(int32_t n_threads);
 /* Joins the workers; NULL-safe; sets *self_p to NULL. */
 void tr_pool_destroy(tr_pool_t **self_p);
 int32_t tr_pool_threads(const tr_pool_t *self);
+/* Sends spinning workers to sleep now instead of after their spin: the caller knows no run
+ * comes soon. The next tr_pool_run wakes them as usual. */
+void tr_pool_park(tr_pool_t *self);
 /* Runs every task and waits for them. With one thread or one task, runs inline. */
 void tr_pool_run(tr_pool_t *self, int32_t n_tasks, tr_pool_fn fn, void *ctx);
 
