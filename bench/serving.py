@@ -15,7 +15,8 @@ chunked   8 streams decode (32-token prompts, 256 new tokens); once they are all
           2048-token prompt arrives. Inter-token latency (gap between successive outputs of
           a stream, client clock) of the 8 streams over their whole run: median, p99 and max,
           with chunked_prefill on (--chunk tokens, default 64; --budget: max_batch_tokens,
-          the step's token budget shared by the decodes and the chunk) and off. Target
+          the step's token budget; --mixed: mixed_batch_tokens, the budget of a step that
+          carries decodes) and off. Target
           with chunking: p99 <= 3x median.
 
 MODEL is anything `troupe serve -m` takes; an HF directory without tokenizer.json, or a GGUF
@@ -184,6 +185,8 @@ def scenario_chunked(model, args, out):
     on = dict(chunked_prefill='true', chunk_size=args.chunk)
     if args.budget:
         on['max_batch_tokens'] = args.budget
+    if args.mixed:
+        on['mixed_batch_tokens'] = args.mixed
     for label, sched in (('on', on),
                          ('off', dict(chunked_prefill='false', max_batch_tokens=4096))):
         with Server(['-m', model, '-c', topology(args.tokenizer, **sched)], ready_timeout=600) as s:
@@ -212,6 +215,9 @@ def main():
     ap.add_argument('--chunk', type=int, default=64, help='chunk_size with chunking on')
     ap.add_argument('--budget', type=int, default=0,
                     help='max_batch_tokens with chunking on (decodes + chunk; default 2048)')
+    ap.add_argument('--mixed', type=int, default=0,
+                    help='mixed_batch_tokens with chunking on: the budget of steps that carry '
+                         'decodes (default: max_batch_tokens)')
     ap.add_argument('--threads', type=int, default=0,
                     help='overhead: executor and bench_forward threads (default: every core)')
     ap.add_argument('--json')
