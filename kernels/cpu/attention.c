@@ -4,13 +4,13 @@
  *  Work is split into tiles of (sequence, kv head, token tile): the tile's R query rows
  *  (tile tokens x the G = H / Hk query heads of the kv head) read each of their K/V rows
  *  once. A row's keys are cut at absolute multiples of TR_ATTN_SEG into segments; each
- *  segment yields an unnormalised softmax partial (o, m, l) and a row's partials are
- *  folded in segment order by s_fold, the one formula used everywhere. A tile whose work
- *  would leave threads idle (one long prefill chunk or a few long decodes) is split into
- *  one task per segment and its partials are folded by a second pool run; other tiles
- *  fold as they go. Either way a row's result is the same bits: it depends on its own
- *  sequence (the tile's row count picks the score path), never on the rest of the batch
- *  or the thread count. Tasks are handed out largest first.
+ *  segment yields an unnormalised softmax partial (o, m, l), and a row's partials are
+ *  folded in segment order by one function (s_fold in the body). A tile whose work would
+ *  leave threads idle (one long prefill chunk, a few long decodes) is split into one task
+ *  per segment and its partials are folded by a second pool run; other tiles fold as they
+ *  go. Either way a row gets the same bits: they depend on its own sequence (the tile's
+ *  row count picks the score path), never on the rest of the batch or the thread count.
+ *  Tasks are handed out largest first.
  *
  *  B = sequences, T = new tokens, H = query heads, Hk = kv heads, G = H / Hk,
  *  D = head_dim, R = rows of a tile (tile tokens x G).                             */
@@ -33,7 +33,7 @@
 #define TR_ATTN_ROWS 64
 /* A tile is split when its work exceeds total work / (TR_ATTN_SPLIT_PER_THREAD x threads):
  * enough pieces for the pool's dynamic hand-out to even out a shared machine. */
-#define TR_ATTN_SPLIT_PER_THREAD 4
+#define TR_ATTN_SPLIT_PER_THREAD 8
 
 typedef struct {
     int32_t seq, kv_head, t0, t1;
@@ -66,52 +66,11 @@ static inline float *s_carve(char **cur, size_t n) {
     return f;
 }
 
-/* Folds one segment's partial (o, m, l) of a row into the row's running (O, M, L), where
- * M starts at -inf and O, L at 0: M' = max(M, m), O' = O e^(M - M') + o e^(m - M'), the
- * same for L. Tasks and the split-K merge both call this, in segment order, so split or
- * not gives the same bits. Not inlined: one instance, compiled for the baseline ISA and
- * without FMA contraction (-std=c11), so no ISA variant rounds it differently. */
-static __attribute__((noinline)) void s_fold(float *O, float *M, float *L, const float *o,
-                                             float m, float l, int32_t D) {
-    if (m == -INFINITY) return;   /* the row sees no key of this segment */
-    float mn = *M > m ? *M : m;
-    float a = expf(*M - mn), b = expf(m - mn);
-    for (int32_t d = 0; d < D; d++) O[d] = O[d] * a + o[d] * b;
-    *L = *L * a + l * b;
-    *M = mn;
-}
-
-static void s_finish(float *out, const float *O, float L, int32_t D) {
-    float inv = 1.0f / L;
-    for (int32_t d = 0; d < D; d++) out[d] = O[d] * inv;
-}
-
 #define TR_ISA_BODY "kernels/cpu/attention_isa.h"
 #include "kernels/cpu/isa_instantiate.h"
 
 static const tr_pool_fn s_isa[] = TR_ISA_TABLE(s_attn_task);
-
-/* Merge run: one task per split tile, its partials folded row by row in segment order. */
-static void s_merge_task(void *ctx, int32_t task, int32_t thread) {
-    const s_attn_t *a = ctx;
-    const tr_attn_params_t *p = a->p;
-    const s_attn_tile_t *tl = &a->tasks[task];
-    const int32_t H = p->n_heads, D = p->head_dim, G = H / p->n_kv_heads;
-    const int32_t R = (tl->t1 - tl->t0) * G;
-    const size_t stride = (size_t)a->r_max * (D + 2);
-    float *O = a->cpu->scratch[thread];
-    for (int32_t r = 0; r < R; r++) {
-        float M = -INFINITY, L = 0;
-        memset(O, 0, (size_t)D * sizeof(float));
-        for (int32_t s = 0; s < tl->seg1 - tl->seg0; s++) {
-            const float *pt = a->parts + (size_t)(tl->part + s) * stride;
-            s_fold(O, &M, &L, pt + (size_t)r * D, pt[(size_t)R * D + r],
-                   pt[(size_t)R * (D + 1) + r], D);
-        }
-        int32_t i = r / G, h = tl->kv_head * G + r % G;
-        s_finish(p->out + ((size_t)(tl->t0 + i) * H + h) * D, O, L, D);
-    }
-}
+static const tr_pool_fn s_isa_merge[] = TR_ISA_TABLE(s_merge_task);
 
 static int s_cmp_work(const void *x, const void *y) {
     const s_attn_tile_t *a = x, *b = y;
@@ -206,7 +165,7 @@ int tr_cpu_attention(tr_ops_t *ops, const tr_attn_params_t *p) {
     tr_pool_run(cpu->pool, (int32_t)n_tasks, s_isa[TR_CPU_ISA(cpu)], &a);
     if (n_split) {
         a.tasks = merges;
-        tr_pool_run(cpu->pool, (int32_t)n_split, s_merge_task, &a);
+        tr_pool_run(cpu->pool, (int32_t)n_split, s_isa_merge[TR_CPU_ISA(cpu)], &a);
     }
     free(tasks), free(parts);
     return TR_OK;

@@ -262,6 +262,55 @@ static TR_TARGET void V_FN(s_step_dots)(const tr_attn_params_t *p, int32_t R, in
     }
 }
 
+/* ---- segments ---- */
+
+/* Folds one segment's partial (o, m, l) of a row into the row's running (O, M, L), where
+ * M starts at -inf and O, L at 0: M' = max(M, m), O' = O e^(M - M') + o e^(m - M'), the
+ * same for L. Tasks and the split-K merge both call this, in segment order, so a split
+ * tile gives the same bits as an unsplit one. */
+static TR_TARGET void V_FN(s_fold)(float *O, float *M, float *L, const float *o, float m,
+                                   float l, int32_t D) {
+    if (m == -INFINITY) return;   /* the row sees no key of this segment */
+    float mn = *M > m ? *M : m;
+    float a = expf(*M - mn), b = expf(m - mn);
+    vf va = V_SET1(a), vb = V_SET1(b);
+    int32_t d = 0;
+    for (; d + V_W <= D; d += V_W)
+        V_STORE(O + d, V_FMA(V_LOAD(o + d), vb, V_MUL(V_LOAD(O + d), va)));
+    for (; d < D; d++) O[d] = O[d] * a + o[d] * b;
+    *L = *L * a + l * b;
+    *M = mn;
+}
+
+static TR_TARGET void V_FN(s_finish)(float *out, const float *O, float L, int32_t D) {
+    vf inv = V_SET1(1.0f / L);
+    int32_t d = 0;
+    for (; d + V_W <= D; d += V_W) V_STORE(out + d, V_MUL(V_LOAD(O + d), inv));
+    for (; d < D; d++) out[d] = O[d] * (1.0f / L);
+}
+
+/* Merge run: one task per split tile, its partials folded row by row in segment order. */
+static TR_TARGET void V_FN(s_merge_task)(void *ctx, int32_t task, int32_t thread) {
+    const s_attn_t *a = ctx;
+    const tr_attn_params_t *p = a->p;
+    const s_attn_tile_t *tl = &a->tasks[task];
+    const int32_t H = p->n_heads, D = p->head_dim, G = H / p->n_kv_heads;
+    const int32_t R = (tl->t1 - tl->t0) * G;
+    const size_t stride = (size_t)a->r_max * (D + 2);
+    float *O = a->cpu->scratch[thread];
+    for (int32_t r = 0; r < R; r++) {
+        float M = -INFINITY, L = 0;
+        memset(O, 0, (size_t)D * sizeof(float));
+        for (int32_t s = 0; s < tl->seg1 - tl->seg0; s++) {
+            const float *pt = a->parts + (size_t)(tl->part + s) * stride;
+            V_FN(s_fold)(O, &M, &L, pt + (size_t)r * D, pt[(size_t)R * D + r],
+                         pt[(size_t)R * (D + 1) + r], D);
+        }
+        int32_t i = r / G, h = tl->kv_head * G + r % G;
+        V_FN(s_finish)(p->out + ((size_t)(tl->t0 + i) * H + h) * D, O, L, D);
+    }
+}
+
 /* ---- task ---- */
 
 static TR_TARGET void V_FN(s_attn_task)(void *ctx, int32_t task, int32_t thread) {
@@ -345,9 +394,9 @@ static TR_TARGET void V_FN(s_attn_task)(void *ctx, int32_t task, int32_t thread)
             return;
         }
         for (int32_t r = 0; r < R; r++)
-            s_fold(O + (size_t)r * D, &M[r], &L[r], o + (size_t)r * D, m[r], l[r], D);
+            V_FN(s_fold)(O + (size_t)r * D, &M[r], &L[r], o + (size_t)r * D, m[r], l[r], D);
     }
     for (int32_t r = 0; r < R; r++)
-        s_finish(p->out + ((size_t)(tile.t0 + r / G) * H + g * G + r % G) * D,
+        V_FN(s_finish)(p->out + ((size_t)(tile.t0 + r / G) * H + g * G + r % G) * D,
                  O + (size_t)r * D, L[r], D);
 }

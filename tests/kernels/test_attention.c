@@ -96,7 +96,8 @@ static void s_batch_invariance(kt_backend_t *be, int nb) {
     for (int32_t b = 0; b < B; b++) start[b + 1] = start[b] + n_new[b];
     size_t pool = (size_t)n_blocks * BS * Hk * D, T = (size_t)start[B];
     float *kc = kt_rand(pool, -1, 1), *vc = kt_rand(pool, -1, 1);
-    float *q = kt_rand(T * H * D, -2, 2), *all = malloc(T * H * D * 4), *one = malloc(T * H * D * 4);
+    float *q = kt_rand(T * H * D, -2, 2);
+    float *all = malloc(T * H * D * 4), *one = malloc(T * H * D * 4);
     tr_attn_params_t p = {.k_cache = kc, .v_cache = vc, .max_blocks = MAXB, .n_blocks = n_blocks,
                           .n_heads = H, .n_kv_heads = Hk, .head_dim = D, .block_size = BS,
                           .scale = 0.125f};
