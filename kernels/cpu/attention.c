@@ -1,125 +1,173 @@
 /*  kernels/cpu/attention.c - CPU paged attention driver and KV store.
- *  Oracle: kernels/ref/attention.c. Splits the batch into (sequence, kv head, token tile)
- *  tasks, longest-context tiles first so the pool's dynamic hand-out balances the causal
- *  triangle, reserves each thread's scratch and runs kernels/cpu/attention_isa.h.      */
+ *  Oracle: kernels/ref/attention.c. Body: kernels/cpu/attention_isa.h (one per ISA).
+ *
+ *  Work is split into tiles of (sequence, kv head, token tile): the tile's R query rows
+ *  (tile tokens x the G = H / Hk query heads of the kv head) read each of their K/V rows
+ *  once. A row's keys are cut at absolute multiples of TR_ATTN_SEG into segments; each
+ *  segment yields an unnormalised softmax partial (o, m, l), and a row's partials are
+ *  folded in segment order by one function (s_fold in the body). A tile whose work would
+ *  leave threads idle (one long prefill chunk, a few long decodes) is split into one task
+ *  per segment and its partials are folded by a second pool run; other tiles fold as they
+ *  go. Either way a row gets the same bits: they depend on its own sequence (the tile's
+ *  row count picks the score path), never on the rest of the batch or the thread count.
+ *  Tasks are handed out largest first.
+ *
+ *  B = sequences, T = new tokens, H = query heads, Hk = kv heads, G = H / Hk,
+ *  D = head_dim, R = rows of a tile (tile tokens x G).                             */
+#include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/cpu/cpu_impl.h"
 
-/* Keys per online-softmax step (a multiple of every ISA's vector width). */
-#define TR_ATTN_CH 16
-/* Query rows per task from which the transposed-K score path pays off. */
-#define TR_ATTN_KT_MIN_ROWS 8
-/* Target query rows per task (tile tokens x query heads per kv head). */
+/* Keys per online-softmax step; steps start at absolute multiples of it. */
+#define TR_ATTN_CH 32
+/* Keys per segment (a multiple of TR_ATTN_CH): the unit of split-K and of the fold. */
+#define TR_ATTN_SEG 256
+/* Rows of a tile from which scores go with vectors along rows (prefill) instead of dot
+ * products along D (decode). */
+#define TR_ATTN_ROW_MIN 8
+/* Target rows per tile (tile tokens x G). */
 #define TR_ATTN_ROWS 64
-
-/* Keys per split-K slice at least (a slice must be worth a task). */
-#define TR_ATTN_SPLIT_MIN_KEYS 128
+/* A tile is split when its work exceeds total work / (TR_ATTN_SPLIT_PER_THREAD x threads):
+ * enough pieces for the pool's dynamic hand-out to even out a shared machine. */
+#define TR_ATTN_SPLIT_PER_THREAD 8
 
 typedef struct {
     int32_t seq, kv_head, t0, t1;
-    int32_t part;                 /* -1, or this split-K slice's partial result index */
-    int32_t k0, k1;               /* split-K: key positions [k0, k1) */
+    int32_t seg0, seg1;           /* segments [seg0, seg1) of this task */
+    int32_t part;                 /* -1: fold and write out; else partial index of seg0 */
+    int64_t work;                 /* rows x keys, for ordering */
 } s_attn_tile_t;
 
 typedef struct {
     const tr_attn_params_t *p;
     tr_cpu_t *cpu;
-    const s_attn_tile_t *tiles;
-    float *parts;                 /* split-K partials: (n_parts, R, D + 2) */
+    const s_attn_tile_t *tasks;   /* split tiles for the merge run: seg0..seg1, part */
+    float *parts;                 /* split partials: (n_parts, R_max, D + 2) */
+    int32_t r_max;
 } s_attn_t;
+
+/* Keys [*jlo, *jhi] that some row of tokens [t0, t1) of sequence b sees. */
+static void s_key_range(const tr_attn_params_t *p, int32_t b, int32_t t0, int32_t t1,
+                        int32_t *jlo, int32_t *jhi) {
+    int32_t pos0 = p->seq_pos[b] + (t0 - p->seq_start[b]);
+    int32_t lo = p->sliding_window > 0 ? pos0 - p->sliding_window + 1 : 0;
+    *jlo = lo < 0 ? 0 : lo;
+    *jhi = pos0 + (t1 - t0) - 1;
+}
+
+/* Carves `n` floats, 64-byte aligned, off a scratch cursor (s_scratch_bytes counts them). */
+static inline float *s_carve(char **cur, size_t n) {
+    float *f = (float *)(((uintptr_t)*cur + 63) & ~(uintptr_t)63);
+    *cur = (char *)(f + n);
+    return f;
+}
 
 #define TR_ISA_BODY "kernels/cpu/attention_isa.h"
 #include "kernels/cpu/isa_instantiate.h"
 
 static const tr_pool_fn s_isa[] = TR_ISA_TABLE(s_attn_task);
+static const tr_pool_fn s_isa_merge[] = TR_ISA_TABLE(s_merge_task);
+
+static int s_cmp_work(const void *x, const void *y) {
+    const s_attn_tile_t *a = x, *b = y;
+    return a->work < b->work ? 1 : a->work > b->work ? -1 : 0;
+}
 
 int tr_cpu_attention(tr_ops_t *ops, const tr_attn_params_t *p) {
     tr_cpu_t *cpu = TR_CPU(ops);
     const int32_t G = p->n_heads / p->n_kv_heads, D = p->head_dim;
     int32_t qt = TR_ATTN_ROWS / G;
     qt = qt < 1 ? 1 : qt;
-    int64_t n_tiles = 0;
+    /* tiles: a sequence's tokens in ceil(n / qt) tiles of nearly equal size */
+    int64_t n_tiles = 0, total = 0;
     for (int32_t b = 0; b < p->n_seqs; b++) {
         int32_t n = p->seq_start[b + 1] - p->seq_start[b];
         n_tiles += (int64_t)(n + qt - 1) / qt * p->n_kv_heads;
     }
     if (n_tiles == 0) return TR_OK;
-    /* split-K when there are too few tiles to keep the threads busy (decode of a small
-     * batch): each single-token tile's keys are cut into `split` slices */
-    const int32_t threads = tr_pool_threads(cpu->pool);
-    int32_t split = 1;
-    if (n_tiles < 4 * threads) {
-        int32_t max_ctx = 0;
-        for (int32_t b = 0; b < p->n_seqs; b++)
-            if (p->seq_start[b + 1] - p->seq_start[b] == 1 && p->seq_pos[b] + 1 > max_ctx)
-                max_ctx = p->seq_pos[b] + 1;
-        split = (int32_t)((4 * threads + n_tiles - 1) / n_tiles);
-        if (split > max_ctx / TR_ATTN_SPLIT_MIN_KEYS) split = max_ctx / TR_ATTN_SPLIT_MIN_KEYS;
-        if (split < 1) split = 1;
-    }
-    s_attn_tile_t *tiles = malloc((size_t)n_tiles * split * sizeof(*tiles));
+    s_attn_tile_t *tiles = malloc((size_t)n_tiles * sizeof(*tiles));
     if (!tiles) return TR_ENOMEM;
-    /* tiles ordered by descending end position: the largest work is handed out first */
     int64_t k = 0;
-    int32_t n_parts = 0;
+    int32_t r_max = 1;
     for (int32_t b = 0; b < p->n_seqs; b++) {
         int32_t t0 = p->seq_start[b], n = p->seq_start[b + 1] - t0;
-        int32_t ctx = p->seq_pos[b] + n;
-        int32_t s_here = n == 1 && split > 1 && ctx >= 2 * TR_ATTN_SPLIT_MIN_KEYS ? split : 1;
-        for (int32_t i = (n + qt - 1) / qt - 1; i >= 0; i--)
+        if (n == 0) continue;
+        int32_t nt = (n + qt - 1) / qt, q = (n + nt - 1) / nt;
+        for (int32_t i = 0; i < nt; i++) {
+            int32_t a0 = t0 + i * q, a1 = a0 + q < t0 + n ? a0 + q : t0 + n, jlo, jhi;
+            if (a0 >= a1) continue;
+            s_key_range(p, b, a0, a1, &jlo, &jhi);
+            r_max = (a1 - a0) * G > r_max ? (a1 - a0) * G : r_max;
             for (int32_t g = 0; g < p->n_kv_heads; g++) {
-                int32_t t1 = t0 + (i + 1) * qt < t0 + n ? t0 + (i + 1) * qt : t0 + n;
-                if (s_here == 1) {
-                    tiles[k++] = (s_attn_tile_t){b, g, t0 + i * qt, t1, -1, 0, 0};
-                    continue;
-                }
-                for (int32_t sp = 0; sp < s_here; sp++)
-                    tiles[k++] = (s_attn_tile_t){b, g, t0, t1, n_parts++,
-                                                 (int32_t)((int64_t)ctx * sp / s_here),
-                                                 (int32_t)((int64_t)ctx * (sp + 1) / s_here)};
+                tiles[k] = (s_attn_tile_t){b, g, a0, a1, jlo / TR_ATTN_SEG,
+                                           jhi / TR_ATTN_SEG + 1, -1,
+                                           (int64_t)(a1 - a0) * G * (jhi - jlo + 1)};
+                total += tiles[k++].work;
             }
-    }
-    n_tiles = k;
-    size_t R = (size_t)qt * G;
-    size_t bytes = (R * D + 2 * R + R * TR_ATTN_CH + (size_t)D * TR_ATTN_CH) * sizeof(float) +
-                   (R + 2 * TR_ATTN_CH) * sizeof(float *) + 64;
-    float *parts = n_parts ? malloc((size_t)n_parts * G * (D + 2) * sizeof(float)) : NULL;
-    if (tr_cpu_reserve(cpu, bytes) || (n_parts && !parts)) {
-        free(tiles), free(parts);
-        return TR_ENOMEM;
-    }
-    s_attn_t a = {.p = p, .cpu = cpu, .tiles = tiles, .parts = parts};
-    tr_pool_run(cpu->pool, (int32_t)n_tiles, s_isa[TR_CPU_ISA(cpu)], &a);
-    /* merge split-K partials: m = max m_s, out = sum o_s e^(m_s - m) / sum l_s e^(m_s - m) */
-    for (int64_t t = 0; t < n_tiles; t++) {
-        const s_attn_tile_t *tl = &tiles[t];
-        if (tl->part < 0 || tl->k0 != 0) continue;   /* once per group: at its first slice */
-        int32_t n_s = 1;
-        while (t + n_s < n_tiles && tiles[t + n_s].part == tl->part + n_s && tiles[t + n_s].k0 != 0) n_s++;
-        for (int32_t r = 0; r < G; r++) {
-            float mx = -INFINITY;
-            for (int32_t sp = 0; sp < n_s; sp++) {
-                const float *pt = parts + (size_t)(tl->part + sp) * G * (D + 2);
-                mx = pt[(size_t)G * D + r] > mx ? pt[(size_t)G * D + r] : mx;
-            }
-            float *out = p->out + ((size_t)tl->t0 * p->n_heads + tl->kv_head * G + r) * D;
-            float l = 0;
-            for (int32_t d = 0; d < D; d++) out[d] = 0;
-            for (int32_t sp = 0; sp < n_s; sp++) {
-                const float *pt = parts + (size_t)(tl->part + sp) * G * (D + 2);
-                float ms = pt[(size_t)G * D + r];
-                if (ms == -INFINITY) continue;
-                float w = expf(ms - mx);
-                l += pt[(size_t)G * (D + 1) + r] * w;
-                for (int32_t d = 0; d < D; d++) out[d] += pt[(size_t)r * D + d] * w;
-            }
-            for (int32_t d = 0; d < D; d++) out[d] /= l;
         }
     }
-    free(tiles), free(parts);
+    n_tiles = k;
+    /* split-K: tiles too big for an even share become one task per segment */
+    const int64_t share = total / (TR_ATTN_SPLIT_PER_THREAD * tr_pool_threads(cpu->pool));
+    int64_t n_tasks = 0, n_split = 0;
+    int32_t n_parts = 0;
+    for (int64_t t = 0; t < n_tiles; t++) {
+        int32_t ns = tiles[t].seg1 - tiles[t].seg0;
+        if (ns > 1 && tiles[t].work > share) {
+            tiles[t].part = n_parts;
+            n_parts += ns, n_tasks += ns, n_split++;
+        } else {
+            n_tasks++;
+        }
+    }
+    s_attn_tile_t *tasks = malloc((size_t)(n_tasks + n_split) * sizeof(*tasks));
+    float *parts = n_parts ? malloc((size_t)n_parts * r_max * (D + 2) * sizeof(float)) : NULL;
+    if (!tasks || (n_parts && !parts)) {
+        free(tiles), free(tasks), free(parts);
+        return TR_ENOMEM;
+    }
+    s_attn_tile_t *merges = tasks + n_tasks;
+    k = 0;
+    for (int64_t t = 0, m = 0; t < n_tiles; t++) {
+        s_attn_tile_t tl = tiles[t];
+        if (tl.part < 0) {
+            tasks[k++] = tl;
+            continue;
+        }
+        merges[m++] = tl;
+        int32_t jlo, jhi;
+        s_key_range(p, tl.seq, tl.t0, tl.t1, &jlo, &jhi);
+        for (int32_t s = tl.seg0; s < tl.seg1; s++) {
+            int32_t a0 = s * TR_ATTN_SEG > jlo ? s * TR_ATTN_SEG : jlo;
+            int32_t a1 = s * TR_ATTN_SEG + TR_ATTN_SEG - 1 < jhi ? s * TR_ATTN_SEG + TR_ATTN_SEG - 1
+                                                                : jhi;
+            s_attn_tile_t st = tl;
+            st.seg0 = s, st.seg1 = s + 1, st.part = tl.part + (s - tl.seg0);
+            st.work = (int64_t)(tl.t1 - tl.t0) * G * (a1 - a0 + 1);
+            tasks[k++] = st;
+        }
+    }
+    free(tiles);
+    qsort(tasks, (size_t)n_tasks, sizeof(*tasks), s_cmp_work);
+    /* scratch per thread: see the carve at the top of s_attn_task */
+    size_t rp = (size_t)r_max + 16, ch = TR_ATTN_CH + 8;
+    size_t floats = 2 * (size_t)D * rp + ch * rp + rp * D + 5 * rp + D + 2 * ch * 2 + rp * 2;
+    size_t bytes = (floats + 16 * 64) * sizeof(float);
+    if (tr_cpu_reserve(cpu, bytes)) {
+        free(tasks), free(parts);
+        return TR_ENOMEM;
+    }
+    s_attn_t a = {.p = p, .cpu = cpu, .tasks = tasks, .parts = parts, .r_max = r_max};
+    tr_pool_run(cpu->pool, (int32_t)n_tasks, s_isa[TR_CPU_ISA(cpu)], &a);
+    if (n_split) {
+        a.tasks = merges;
+        tr_pool_run(cpu->pool, (int32_t)n_split, s_isa_merge[TR_CPU_ISA(cpu)], &a);
+    }
+    free(tasks), free(parts);
     return TR_OK;
 }
 
