@@ -189,11 +189,12 @@ int tr_model_reserve(tr_model_t *m, int32_t max_tokens, int32_t max_seqs, int32_
  * After tr_model_enable_graphs, a pure-decode step (every sequence exactly one new token, at
  * most 256 sequences, logits wanted, kv->pad_block set) is padded to a batch bucket (1, 2,
  * 4, ..., 256) with sequences that read token 0 at position 0 and write their K/V into
- * kv->pad_block, a block of the pool no sequence may own; its block tables are widened to a context bucket (powers of
- * two from 512, capped at the model's context). The first step of each (batch bucket,
- * context bucket) runs eagerly and is then recorded (tr_ops_graph_begin); later ones copy
- * their inputs into the same buffers and replay it. A failed recording logs one warning and
- * turns graphs off for the model. Logits are those of the unpadded step. */
+ * kv->pad_block, a block of the pool no sequence may own; its block tables are widened to a
+ * context bucket (powers of two from 512, capped at the model's context). The first step
+ * of each (batch bucket, context bucket) runs eagerly and is then recorded
+ * (tr_ops_graph_begin); later ones copy their inputs into the same buffers and replay it. A
+ * failed recording logs one warning and turns graphs off for the model. Logits are those of
+ * the unpadded step. */
 typedef struct {
     bool on;                   /* padding (and recording) active */
     int32_t n_graphs;          /* recorded graphs held now */

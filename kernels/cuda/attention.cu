@@ -22,8 +22,9 @@
  *  none). With decode_ctx (one new token per sequence, positions < decode_ctx) there is no
  *  list: item x is sequence x / ceil(G / S_BQ), and the split count comes from decode_ctx,
  *  so the launch depends on (B, decode_ctx) only and can be recorded in a CUDA graph; a
- *  split whose share of a shorter context is empty leaves m = -inf, which s_combine skips. Block ids are device memory the wrappers cannot check: a key whose block id is
- *  outside [0, n_blocks) is masked out instead of read. head_dim <= 256.            */
+ *  split whose share of a shorter context is empty leaves m = -inf, which s_combine skips.
+ *  Block ids are device memory the wrappers cannot check: a key whose block id is outside
+ *  [0, n_blocks) is masked out instead of read. head_dim <= 256.                    */
 #include "kernels/cuda/cuda_impl.h"
 
 #include <stdlib.h>

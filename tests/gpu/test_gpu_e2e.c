@@ -166,8 +166,9 @@ static void s_graphs(const char *path) {
     }
     tr_model_graph_stats_t gs;
     tr_model_graph_stats(mg, &gs);
-    ok(gs.on && !failed && worst < GT_NMSE_F32, "graphs: %s: logits nmse worst %.2e over %d decode steps "
-       "(threshold %.0e)", path, worst, steps, GT_NMSE_F32);
+    ok(gs.on && !failed && worst < GT_NMSE_F32,
+       "graphs: %s: logits nmse worst %.2e over %d decode steps (threshold %.0e)", path, worst,
+       steps, GT_NMSE_F32);
     ok(bad_tokens == 0, "graphs: %s: greedy tokens equal (%d differ)", path, bad_tokens);
     ok(gs.recorded >= 4 && gs.replayed > 0 && gs.recorded + gs.replayed == (uint64_t)steps,
        "graphs: %s: %llu recorded, %llu replayed, %llu eager of %d steps", path,

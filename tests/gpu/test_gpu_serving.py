@@ -7,13 +7,16 @@ must show the cuda backend, graphs recorded and replayed. The KV pool sized from
 kv.memory_fraction 0.45 must hold about half the blocks of the default 0.9. Skipped without
 a GPU or without a CUDA build."""
 import asyncio
+import os
 import shutil
 import subprocess
+import sys
 
-from harness import BIN, Server
-from serving_util import (MODEL, PROMPTS, AsyncClient, Client, actor_counters, device_topology,
-                          first_diff, topology_file)
-from tap import diag, done_testing, ok, skip
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'serving'))
+from harness import BIN, Server  # noqa: E402
+from serving_util import (MODEL, PROMPTS, AsyncClient, Client, actor_counters,  # noqa: E402
+                          device_topology, first_diff, topology_file)
+from tap import diag, done_testing, ok, skip  # noqa: E402
 
 
 def usable():
