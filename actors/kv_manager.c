@@ -44,8 +44,9 @@ static const tr_handler_t s_handlers[] = {
 static const tr_conf_key_t s_conf_keys[] = {
     {"block_size", TR_CONF_INT, "tokens per KV block (default 16)"},
     {"memory_fraction", TR_CONF_FLOAT,
-     "share of free device memory for the KV pool (cuda; default 0.9)"},
-    {"memory_gb", TR_CONF_FLOAT, "KV pool size in GiB (cpu; default: enough for max_seqs "
+     "share of the device memory free after weights and activations for the KV pool (cuda; "
+     "0 < f <= 1, default 0.9)"},
+    {"memory_gb", TR_CONF_FLOAT, "KV pool size in GiB (default on cpu: enough for max_seqs "
                                  "full contexts, at most 2 GiB and 30% of available RAM)"},
     {"n_blocks", TR_CONF_INT, "KV pool size in blocks (overrides memory_*)"},
     {"host_cache_gb", TR_CONF_FLOAT, "host-memory KV tier size (not implemented yet)"},

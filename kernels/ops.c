@@ -7,8 +7,10 @@
 #include "kernels/ops.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels/ops_impl.h"
 #include "runtime/log.h"
@@ -93,6 +95,14 @@ __attribute__((weak)) tr_ops_t *tr_ops_cuda(int device) {
     return NULL;   /* replaced by kernels/cuda/ when it is built */
 }
 
+__attribute__((weak)) int tr_ops_cuda_probe(int device, char *why, size_t why_size) {
+    (void)device;
+    if (why && why_size)
+        snprintf(why, why_size, "no usable GPU: this build has no CUDA backend (scons cuda=0, "
+                                "or nvcc was not found)");
+    return TR_ENOTSUP;
+}
+
 void tr_ops_destroy(tr_ops_t **self_p) {
     if (!self_p || !*self_p) return;
     tr_ops_t *self = *self_p;
@@ -171,6 +181,62 @@ int tr_ops_memset(tr_ops_t *ops, void *dst, int value, size_t bytes) {
     return TR_OK;
 }
 
+int tr_ops_device_memory(const tr_ops_t *ops) {
+    return VALID(ops) && ops->vt->device_memory;
+}
+
+int tr_ops_memory_info(tr_ops_t *ops, size_t *free_bytes, size_t *total_bytes) {
+    CHECK(VALID(ops) && free_bytes && total_bytes);
+    if (ops->vt->memory_info) return ops->vt->memory_info(ops, free_bytes, total_bytes);
+    long avail = sysconf(_SC_AVPHYS_PAGES), total = sysconf(_SC_PHYS_PAGES);
+    long page = sysconf(_SC_PAGESIZE);
+    if (avail < 0 || total <= 0 || page <= 0) return TR_ENOTSUP;
+    *free_bytes = (size_t)avail * (size_t)page;
+    *total_bytes = (size_t)total * (size_t)page;
+    return TR_OK;
+}
+
+void *tr_ops_host_alloc(tr_ops_t *ops, size_t bytes) {
+    if (!VALID(ops)) return NULL;
+    if (ops->vt->host_alloc) return ops->vt->host_alloc(ops, bytes);
+    void *p = NULL;
+    size_t n = (bytes + 63) & ~(size_t)63;
+    if (posix_memalign(&p, 64, n ? n : 64)) return NULL;
+    return p;
+}
+
+void tr_ops_host_free(tr_ops_t *ops, void *p) {
+    if (!p) return;
+    if (VALID(ops) && ops->vt->host_free)
+        ops->vt->host_free(ops, p);
+    else
+        free(p);
+}
+
+int tr_ops_to_device_async(tr_ops_t *ops, void *dst, const void *src, size_t bytes) {
+    CHECK(VALID(ops) && (bytes == 0 || (dst && src)));
+    if (ops->vt->to_device_async) return ops->vt->to_device_async(ops, dst, src, bytes);
+    return tr_ops_to_device(ops, dst, src, bytes);
+}
+
+int tr_ops_to_host_async(tr_ops_t *ops, void *dst, const void *src, size_t bytes) {
+    CHECK(VALID(ops) && (bytes == 0 || (dst && src)));
+    if (ops->vt->to_host_async) return ops->vt->to_host_async(ops, dst, src, bytes);
+    return tr_ops_to_host(ops, dst, src, bytes);
+}
+
+int tr_ops_copy(tr_ops_t *ops, void *dst, const void *src, size_t bytes) {
+    CHECK(VALID(ops) && (bytes == 0 || (dst && src)));
+    if (ops->vt->copy) return ops->vt->copy(ops, dst, src, bytes);
+    if (bytes) memmove(dst, src, bytes);
+    return TR_OK;
+}
+
+int tr_ops_sync(tr_ops_t *ops) {
+    CHECK(VALID(ops));
+    return ops->vt->sync ? ops->vt->sync(ops) : TR_OK;
+}
+
 int tr_ops_upload_weights(tr_ops_t *ops, const void *host, size_t bytes, void **out) {
     CHECK(VALID(ops) && host && out);
     if (ops->vt->upload_weights) return ops->vt->upload_weights(ops, host, bytes, out);
@@ -189,6 +255,34 @@ int tr_ops_pack_weights(tr_ops_t *ops, const void *w, tr_dtype_t dtype, int32_t 
     CHECK((unsigned)dtype < TR_DTYPE_COUNT && rows > 0 && cols > 0);
     CHECK(cols % tr_dtype_block_elems(dtype) == 0);
     return ops->vt->pack_weights ? ops->vt->pack_weights(ops, w, dtype, rows, cols, out) : TR_OK;
+}
+
+/* ---- graphs ---- */
+
+int tr_ops_graphs_supported(const tr_ops_t *ops) {
+    return VALID(ops) && ops->vt->graph_begin != NULL;
+}
+
+int tr_ops_graph_begin(tr_ops_t *ops) {
+    CHECK(VALID(ops));
+    return ops->vt->graph_begin ? ops->vt->graph_begin(ops) : TR_ENOTSUP;
+}
+
+int tr_ops_graph_end(tr_ops_t *ops, tr_ops_graph_t **out) {
+    if (out) *out = NULL;
+    CHECK(VALID(ops));
+    return ops->vt->graph_end ? ops->vt->graph_end(ops, out) : TR_ENOTSUP;
+}
+
+int tr_ops_graph_launch(tr_ops_t *ops, tr_ops_graph_t *g) {
+    CHECK(VALID(ops) && g);
+    return ops->vt->graph_launch ? ops->vt->graph_launch(ops, g) : TR_ENOTSUP;
+}
+
+void tr_ops_graph_destroy(tr_ops_t *ops, tr_ops_graph_t **g_p) {
+    if (!g_p || !*g_p) return;
+    if (VALID(ops) && ops->vt->graph_destroy) ops->vt->graph_destroy(ops, *g_p);
+    *g_p = NULL;
 }
 
 /* ---- ops ---- */
@@ -295,6 +389,7 @@ int tr_ops_attention(tr_ops_t *ops, const tr_attn_params_t *p) {
     CHECK(p->block_table && p->n_seqs >= 0 && p->max_blocks > 0 && p->n_blocks > 0);
     CHECK(p->n_heads > 0 && p->n_kv_heads > 0 && p->n_heads % p->n_kv_heads == 0);
     CHECK(p->head_dim > 0 && p->block_size > 0 && p->sliding_window >= 0);
+    CHECK(p->decode_ctx >= 0);
     if (p->n_seqs == 0) return TR_OK;
     /* device memory cannot be read here: check the host copies when the caller gave them,
      * and leave block ids to the backend's kernels */
@@ -306,6 +401,7 @@ int tr_ops_attention(tr_ops_t *ops, const tr_attn_params_t *p) {
     for (int32_t b = 0; b < p->n_seqs; b++) {
         int32_t n = start[b + 1] - start[b];
         CHECK(n >= 0 && spos[b] >= 0);
+        CHECK(p->decode_ctx == 0 || (n == 1 && spos[b] < p->decode_ctx));
         /* every position the sequence reaches must have a block */
         int64_t last = (int64_t)spos[b] + n - 1;
         CHECK(last / p->block_size < p->max_blocks);

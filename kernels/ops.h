@@ -54,6 +54,10 @@ tr_ops_t *tr_ops_cpu_new(const tr_ops_cpu_opts_t *opts);
 tr_ops_t *tr_ops_ref(void);
 /* New CUDA backend on a device; NULL when CUDA is not built in or the device is absent. */
 tr_ops_t *tr_ops_cuda(int device);
+/* Whether tr_ops_cuda(device) can work, without creating a backend: TR_OK, or TR_ENOTSUP
+ * with a one-line reason in why ("no usable GPU (CUDA driver version is insufficient ...)",
+ * "no usable GPU: this build has no CUDA backend (scons cuda=0)"). why may be NULL. */
+int tr_ops_cuda_probe(int device, char *why, size_t why_size);
 /* Frees the instance and its threads; NULL-safe; sets *self_p to NULL. */
 void tr_ops_destroy(tr_ops_t **self_p);
 
@@ -80,6 +84,26 @@ void tr_ops_free(tr_ops_t *ops, void *p);
 int tr_ops_to_device(tr_ops_t *ops, void *dst, const void *src, size_t bytes);
 int tr_ops_to_host(tr_ops_t *ops, void *dst, const void *src, size_t bytes);
 int tr_ops_memset(tr_ops_t *ops, void *dst, int value, size_t bytes);
+/* Nonzero when backend memory is not host-readable (CUDA): host data must be copied in and
+ * out, and argument checks cannot read device arrays. 0 for ref and cpu. */
+int tr_ops_device_memory(const tr_ops_t *ops);
+/* Free and total bytes of the memory the backend allocates from: the device's
+ * (cudaMemGetInfo) on CUDA, available and total physical RAM on host backends. */
+int tr_ops_memory_info(tr_ops_t *ops, size_t *free_bytes, size_t *total_bytes);
+/* Host memory the backend copies to and from without staging (page-locked, cudaHostAlloc,
+ * on CUDA; 64-byte aligned malloc elsewhere); NULL on failure. Free with tr_ops_host_free
+ * (NULL-safe), after tr_ops_sync when copies from it may still be running. */
+void *tr_ops_host_alloc(tr_ops_t *ops, size_t bytes);
+void tr_ops_host_free(tr_ops_t *ops, void *p);
+/* Copies enqueued in order with the backend's ops, returning before they are done: src of
+ * to_device_async must stay unchanged, and dst of to_host_async unread, until tr_ops_sync.
+ * Pass tr_ops_host_alloc memory (pageable memory makes CUDA stage it and wait). Host
+ * backends copy at once. copy is backend to backend memory. */
+int tr_ops_to_device_async(tr_ops_t *ops, void *dst, const void *src, size_t bytes);
+int tr_ops_to_host_async(tr_ops_t *ops, void *dst, const void *src, size_t bytes);
+int tr_ops_copy(tr_ops_t *ops, void *dst, const void *src, size_t bytes);
+/* Waits for everything enqueued on the backend (a no-op on host backends). */
+int tr_ops_sync(tr_ops_t *ops);
 /* Makes host weights (e.g. an mmap) usable by the backend: *out is the pointer to pass to
  * the ops. CPU and ref return the same pointer (zero-copy) and release_weights is a no-op.
  * Does not take ownership of `host`. */
@@ -198,6 +222,12 @@ typedef struct {
     const int32_t *host_seq_start;  /* optional host copies of seq_start (B + 1) and seq_pos */
     const int32_t *host_seq_pos;    /* (B): a device backend sizes its launch from them (CUDA
                                        copies the device arrays back, a sync, when NULL) */
+    int32_t decode_ctx;           /* 0, or a promise for graph capture: every sequence has
+                                     exactly one new token (seq_start[b] = b) at a position
+                                     < decode_ctx. A device backend then sizes the launch
+                                     from n_seqs and decode_ctx alone and reads positions
+                                     only on the device, so the call can be recorded in a
+                                     graph (ops without graphs ignore it) */
 } tr_attn_params_t;
 
 int tr_ops_attention(tr_ops_t *ops, const tr_attn_params_t *p);
@@ -236,6 +266,29 @@ double tr_sample_uniform(uint64_t seed, uint64_t counter);
  * top-p, min-p, then a draw over the renormalised survivors. */
 int tr_ops_sample(tr_ops_t *ops, int32_t *tokens, float *logprobs, const float *logits,
                   int32_t B, int32_t V, const tr_sample_params_t *params);
+
+/* ---- graphs: record a fixed sequence of ops once, replay it many times ----
+ *
+ * Between graph_begin and graph_end the backend records the ops instead of running them; a
+ * launch replays the same kernels on the same pointers, reading whatever those buffers hold
+ * then (CUDA graphs: one launch instead of hundreds). So every input of a recorded op must
+ * already sit in backend memory (no host arrays; attention needs decode_ctx), and nothing
+ * recorded may allocate, copy from the host or wait. Backends without graphs (ref, cpu)
+ * answer TR_ENOTSUP to graph_begin; a failed op or recording leaves no graph behind. */
+typedef struct tr_ops_graph tr_ops_graph_t;
+
+/* Whether the backend records graphs (nonzero: CUDA). */
+int tr_ops_graphs_supported(const tr_ops_t *ops);
+int tr_ops_graph_begin(tr_ops_t *ops);
+/* Ends the recording; *out is the graph (caller owns it: tr_ops_graph_destroy), or NULL
+ * when out is NULL (discard) or on failure: the recording is dropped, the error logged, and
+ * the backend runs ops normally again. */
+int tr_ops_graph_end(tr_ops_t *ops, tr_ops_graph_t **out);
+/* Replays a graph in order with the backend's other ops. TR_AGAIN when backend scratch the
+ * graph reads has been reallocated since it was recorded: destroy it and record again. */
+int tr_ops_graph_launch(tr_ops_t *ops, tr_ops_graph_t *g);
+/* NULL-safe; sets *g_p to NULL. */
+void tr_ops_graph_destroy(tr_ops_t *ops, tr_ops_graph_t **g_p);
 
 /* ---- quantize / dequantize ---- */
 

@@ -20,7 +20,7 @@ typedef struct tr_ops_vtable {
     int (*set_threads)(tr_ops_t *self, int32_t n);
     void (*idle)(tr_ops_t *self);                                                  /* optional */
 
-    /* memory: NULL means host memory */
+    /* memory: NULL means host memory (sync, memory_info: sysconf figures) */
     void *(*alloc)(tr_ops_t *self, size_t bytes);
     void (*free)(tr_ops_t *self, void *p);
     int (*to_device)(tr_ops_t *self, void *dst, const void *src, size_t bytes);
@@ -30,6 +30,19 @@ typedef struct tr_ops_vtable {
     void (*release_weights)(tr_ops_t *self, void *dev);
     int (*pack_weights)(tr_ops_t *self, const void *w, tr_dtype_t dtype, int32_t rows,
                         int32_t cols, void **out);                                 /* optional */
+    int (*memory_info)(tr_ops_t *self, size_t *free_bytes, size_t *total_bytes);
+    void *(*host_alloc)(tr_ops_t *self, size_t bytes);
+    void (*host_free)(tr_ops_t *self, void *p);
+    int (*to_device_async)(tr_ops_t *self, void *dst, const void *src, size_t bytes);
+    int (*to_host_async)(tr_ops_t *self, void *dst, const void *src, size_t bytes);
+    int (*copy)(tr_ops_t *self, void *dst, const void *src, size_t bytes);
+    int (*sync)(tr_ops_t *self);
+
+    /* graphs: all NULL when the backend has none */
+    int (*graph_begin)(tr_ops_t *self);
+    int (*graph_end)(tr_ops_t *self, tr_ops_graph_t **out);
+    int (*graph_launch)(tr_ops_t *self, tr_ops_graph_t *g);
+    void (*graph_destroy)(tr_ops_t *self, tr_ops_graph_t *g);
 
     int (*matmul)(tr_ops_t *self, const tr_matmul_params_t *p);
     int (*matmul_batch)(tr_ops_t *self, const tr_matmul_params_t *p, int32_t n);  /* optional */

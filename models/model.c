@@ -6,6 +6,11 @@
  *  only host work is bookkeeping: positions, KV slots and, for MoE, which tokens go to which
  *  expert (the router's choices are copied back once per layer).
  *
+ *  Device backends: weights are uploaded once (with progress lines for large models: the
+ *  binding runs twice, first only to add up the bytes); a step's integer inputs are laid out
+ *  in one host-pinned staging buffer and sent with one async copy; pure-decode steps can be
+ *  recorded as graphs per (batch bucket, context bucket) and replayed (s_forward_graph).
+ *
  *  B = sequences, T = new tokens in the batch, H = query heads, Hk = kv heads, D = head_dim,
  *  E = experts, k = experts per token, V = vocab.                                      */
 #include "models/model_impl.h"
@@ -14,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "runtime/log.h"
 
@@ -54,12 +61,36 @@ typedef struct {
     float *perm_w;                            /* (T k) weights sorted by expert */
     int32_t *perm_t;                          /* (T k) tokens sorted by expert */
     float *xo;                                /* (n_out, dim) rows that want logits */
-    int32_t *tokens, *pos, *slots, *seq_start, *seq_pos, *table, *out_rows;
-    int32_t cap_table;                        /* ints in table */
-    /* host mirrors */
-    int32_t *h_pos, *h_slots, *h_seq_start, *h_out_rows, *h_ids, *h_perm_t, *h_count;
+    int32_t cap_table;                        /* block-table entries the step layout allows */
+    /* a step's integer inputs, packed by s_layout (tokens, positions, slots, seq_start,
+     * seq_pos, block table, logits rows): ints in backend memory, h_ints its host staging
+     * (pinned on device backends; the same buffer on host backends, so no copy) */
+    int32_t *ints, *h_ints;
+    size_t cap_ints;
+    /* host mirrors for MoE routing */
+    int32_t *h_ids, *h_perm_t, *h_count;
     float *h_w, *h_perm_w;
 } s_scratch_t;
+
+/* Where a step's inputs sit in s_scratch_t.ints (offsets in ints) and its shape. */
+typedef struct {
+    int32_t T, B, n_out, max_blocks, decode_ctx;
+    size_t o_tokens, o_pos, o_slots, o_start, o_spos, o_table, o_out, n_ints;
+} s_step_t;
+
+/* A recorded decode step: batch bucket, context bucket and the KV pool it was recorded on. */
+typedef struct {
+    int32_t bucket, ctx;
+    const float *kv_k;
+    tr_ops_graph_t *g;            /* owned */
+} s_graph_t;
+
+/* Upload progress of a model load (s_progress). */
+typedef struct {
+    size_t total, done;           /* bytes; total 0: not reporting */
+    uint64_t t0, t_last;
+    int decile, tty;
+} s_progress_t;
 
 typedef struct {
     void (*fn)(void *);
@@ -82,7 +113,19 @@ struct tr_model {
     s_cleanup_t *cleanups;        /* loaders' mappings */
     int32_t n_cleanups, cap_cleanups;
     s_scratch_t s;
+    bool sizing;                  /* binding pass that only adds up upload bytes */
+    s_progress_t up;
+    /* decode graphs (tr_model_enable_graphs) */
+    int graph_mode;               /* 0 off, 1 record and replay, 2 pad only (no recording) */
+    s_graph_t *graphs;            /* owned */
+    int32_t n_graphs, cap_graphs;
+    float *logits_g;              /* owned, backend: (logits_g_rows, V) rows of padded steps */
+    int32_t logits_g_rows;
+    tr_model_graph_stats_t gstats;
 };
+
+#define S_MAX_BUCKET 256          /* largest decode batch that is padded and recorded */
+#define S_MIN_CTX_BUCKET 512      /* smallest context bucket of a recorded decode step */
 
 static const char *const s_arch_names[TR_ARCH_COUNT] = {
     "llama", "mistral", "qwen2", "mixtral", "qwen2_moe", "olmoe",
@@ -160,11 +203,14 @@ int tr_model_on_destroy(tr_model_t *m, void (*fn)(void *), void *arg) {
 }
 
 static void s_scratch_free(tr_model_t *m);
+static void s_graphs_clear(tr_model_t *m);
 
 void tr_model_destroy(tr_model_t **self_p) {
     if (!self_p || !*self_p) return;
     tr_model_t *m = *self_p;
     s_scratch_free(m);
+    free(m->graphs);
+    tr_ops_free(m->ops, m->logits_g);
     for (int32_t i = 0; i < m->n_uploaded; i++) tr_ops_release_weights(m->ops, m->uploaded[i]);
     for (int32_t i = 0; i < m->n_owned; i++) tr_ops_free(m->ops, m->owned[i]);
     for (int32_t l = 0; m->layers && l < m->cfg.n_layers; l++) free(m->layers[l].experts);
@@ -293,6 +339,38 @@ static void s_shape_str(const tr_tensor_view_t *v, char *out, size_t n) {
     snprintf(out + (len < (int)n ? len : (int)n - 1), n - (len < (int)n ? len : (int)n - 1), ")");
 }
 
+/* ---- upload progress ---- */
+
+static uint64_t s_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Counts bytes handed to the backend and reports: on a terminal one line redrawn at every
+ * 10% or quarter second, otherwise an INFO line at every 10% or 10 s (logs stay short). */
+static void s_progress(tr_model_t *m, size_t bytes) {
+    s_progress_t *p = &m->up;
+    if (!p->total) return;
+    p->done += bytes;
+    const uint64_t now = s_now_ns();
+    const int decile = p->done >= p->total ? 10 : (int)(p->done * 10 / p->total);
+    const uint64_t every = p->tty ? 250000000ull : 10000000000ull;
+    if (decile == p->decile && now - p->t_last < every) return;
+    p->decile = decile;
+    p->t_last = now;
+    const double mib = (double)p->done / (1 << 20), total = (double)p->total / (1 << 20);
+    const double secs = (double)(now - p->t0) / 1e9;
+    const double rate = secs > 0 ? mib / secs : 0;
+    const int pct = (int)(100.0 * (double)p->done / (double)p->total);
+    if (p->tty)
+        fprintf(stderr, "\rweights to %s: %3d%% %8.0f / %.0f MiB  %6.0f MiB/s%s",
+                tr_ops_name(m->ops), pct, mib, total, rate, decile == 10 ? "\n" : "");
+    else
+        TR_INFO("weights to %s: %d%%, %.0f of %.0f MiB, %.0f MiB/s", tr_ops_name(m->ops), pct,
+                mib, total, rate);
+}
+
 /* Offers a bound matrix to the backend for repacking (tr_ops_pack_weights); the packed copy,
  * when there is one, is read by the matmuls that prefer it, beside the original. */
 static int s_pack_mat(tr_model_t *m, s_mat_t *w, const char *name, char *err, size_t err_size) {
@@ -329,12 +407,18 @@ static int s_bind_mat(tr_model_t *m, const tr_weight_source_t *src, const char *
                     src->what, name, cols, tr_dtype_name(v.dtype));
     size_t bytes = tr_dtype_row_bytes(v.dtype, cols) * (size_t)rows;
     const void *host = v.data;
+    if (m->sizing) {   /* first pass: checks only, and the total for the progress lines */
+        m->up.total += bytes;
+        *out = (s_mat_t){host, v.dtype, rows, cols, NULL};
+        return TR_OK;
+    }
     size_t align = v.dtype == TR_DTYPE_F32 ? 4 : 2;
     if ((uintptr_t)host % align) {   /* e.g. odd safetensors offsets: copy to aligned memory */
         void *copy = s_alloc(m, bytes);
         if (!copy) return FAIL(TR_ENOMEM, "out of memory copying %s", name);
         rc = tr_ops_to_device(m->ops, copy, host, bytes);
         if (rc) return FAIL(rc, "copying %s to the backend failed", name);
+        s_progress(m, bytes);
         *out = (s_mat_t){copy, v.dtype, rows, cols, NULL};
         return s_pack_mat(m, out, name, err, err_size);
     }
@@ -342,6 +426,7 @@ static int s_bind_mat(tr_model_t *m, const tr_weight_source_t *src, const char *
     rc = tr_ops_upload_weights(m->ops, host, bytes, &dev);
     if (rc) return FAIL(rc, "uploading %s failed", name);
     if (dev != host) {
+        s_progress(m, bytes);
         if (m->n_uploaded == m->cap_uploaded) {
             int32_t cap = m->cap_uploaded ? 2 * m->cap_uploaded : 64;
             void **p = realloc(m->uploaded, (size_t)cap * sizeof(void *));
@@ -374,6 +459,7 @@ static int s_bind_vec(tr_model_t *m, const tr_weight_source_t *src, const char *
     if (n % tr_dtype_block_elems(v.dtype))
         return FAIL(TR_EPROTO, "%s: tensor %s: %d values is not a multiple of the %s block",
                     src->what, name, n, tr_dtype_name(v.dtype));
+    if (m->sizing) return TR_OK;   /* vectors are small: not counted */
     float *host = malloc((size_t)n * sizeof(float));
     tr_ops_t *ref = tr_ops_ref();   /* host conversion, whatever the backend */
     float *dev = host && ref ? s_alloc(m, (size_t)n * sizeof(float)) : NULL;
@@ -432,7 +518,7 @@ static int s_bind_layer(tr_model_t *m, const tr_weight_source_t *src, int32_t l,
     }
     if ((rc = s_bind_mat(m, src, NAME("mlp.gate.weight"), c->n_experts, dim, &L->router, err, err_size)))
         return rc;
-    L->experts = calloc((size_t)c->n_experts, sizeof(s_mlp_t));
+    if (!L->experts) L->experts = calloc((size_t)c->n_experts, sizeof(s_mlp_t));
     if (!L->experts) return FAIL(TR_ENOMEM, "out of memory");
     for (int32_t e = 0; e < c->n_experts; e++) {
         snprintf(pre, sizeof(pre), "model.layers.%d.mlp.experts.%d", l, e);
@@ -448,6 +534,9 @@ static int s_bind_layer(tr_model_t *m, const tr_weight_source_t *src, int32_t l,
 #undef NAME
     return TR_OK;
 }
+
+static int s_bind_all(tr_model_t *m, const tr_weight_source_t *src, char *err,
+                      size_t err_size);
 
 int tr_model_build(tr_model_t **out, const tr_model_config_t *cfg,
                    const tr_weight_source_t *src, tr_ops_t *ops,
@@ -467,27 +556,7 @@ int tr_model_build(tr_model_t **out, const tr_model_config_t *cfg,
         rc = FAIL(TR_ENOMEM, "out of memory");
         goto fail;
     }
-    const int32_t V = cfg->vocab_size, dim = cfg->dim;
-    /* embeddings: a tied checkpoint may store the table under either name (tinystories-656k
-     * keeps only lm_head.weight) */
     tr_tensor_view_t v;
-    const char *emb_name = "model.embed_tokens.weight";
-    if (cfg->tie_embeddings && s_find(src, emb_name, &v, false, err, err_size) == TR_ENOENT) {
-        emb_name = "lm_head.weight";
-        if (s_find(src, emb_name, &v, false, err, err_size) == TR_ENOENT) {
-            char a[160], b[160];
-            rc = FAIL(TR_ENOENT, "%s: missing tensor %s (or %s: the embeddings are tied)",
-                      src->what, s_shown(src, "model.embed_tokens.weight", a, sizeof(a)),
-                      s_shown(src, "lm_head.weight", b, sizeof(b)));
-            goto fail;
-        }
-    }
-    if ((rc = s_bind_mat(m, src, emb_name, V, dim, &m->embed, err, err_size))) goto fail;
-    if (cfg->tie_embeddings)
-        m->lm_head = m->embed;
-    else if ((rc = s_bind_mat(m, src, "lm_head.weight", V, dim, &m->lm_head, err, err_size)))
-        goto fail;
-    if ((rc = s_bind_vec(m, src, "model.norm.weight", dim, &m->final_norm, err, err_size))) goto fail;
     /* optional per-frequency rope factors (GGUF rope_freqs) */
     rc = s_find(src, "rope.freq_factors", &v, false, err, err_size);
     if (rc == TR_OK) {
@@ -506,8 +575,18 @@ int tr_model_build(tr_model_t **out, const tr_model_config_t *cfg,
     } else if (rc != TR_ENOENT) {
         goto fail;
     }
-    for (int32_t l = 0; l < cfg->n_layers; l++)
-        if ((rc = s_bind_layer(m, src, l, err, err_size))) goto fail;
+    /* a backend that copies weights gets progress lines: a first pass adds up the bytes */
+    const int32_t want = opts ? opts->progress : 0;
+    if (tr_ops_device_memory(ops) && want >= 0) {
+        m->sizing = true;
+        rc = s_bind_all(m, src, err, err_size);
+        m->sizing = false;
+        if (rc) goto fail;
+        if (want == 0 && m->up.total < (64u << 20)) m->up.total = 0;
+        m->up.t0 = m->up.t_last = s_now_ns();
+        m->up.tty = isatty(2);
+    }
+    if ((rc = s_bind_all(m, src, err, err_size))) goto fail;
     m->max_hidden = cfg->hidden_dim;
     if (cfg->moe_hidden_dim > m->max_hidden) m->max_hidden = cfg->moe_hidden_dim;
     if (cfg->shared_hidden_dim > m->max_hidden) m->max_hidden = cfg->shared_hidden_dim;
@@ -517,6 +596,37 @@ fail:
     m->n_cleanups = 0;   /* the loader still owns its mappings */
     tr_model_destroy(&m);
     return rc;
+}
+
+/* Binds every tensor the config needs, in file-independent order. */
+static int s_bind_all(tr_model_t *m, const tr_weight_source_t *src, char *err,
+                      size_t err_size) {
+    const tr_model_config_t *cfg = &m->cfg;
+    const int32_t V = cfg->vocab_size, dim = cfg->dim;
+    int rc;
+    /* embeddings: a tied checkpoint may store the table under either name (tinystories-656k
+     * keeps only lm_head.weight) */
+    tr_tensor_view_t v;
+    const char *emb_name = "model.embed_tokens.weight";
+    if (cfg->tie_embeddings && s_find(src, emb_name, &v, false, err, err_size) == TR_ENOENT) {
+        emb_name = "lm_head.weight";
+        if (s_find(src, emb_name, &v, false, err, err_size) == TR_ENOENT) {
+            char a[160], b[160];
+            return FAIL(TR_ENOENT, "%s: missing tensor %s (or %s: the embeddings are tied)",
+                        src->what, s_shown(src, "model.embed_tokens.weight", a, sizeof(a)),
+                        s_shown(src, "lm_head.weight", b, sizeof(b)));
+        }
+    }
+    if ((rc = s_bind_mat(m, src, emb_name, V, dim, &m->embed, err, err_size))) return rc;
+    if (cfg->tie_embeddings)
+        m->lm_head = m->embed;
+    else if ((rc = s_bind_mat(m, src, "lm_head.weight", V, dim, &m->lm_head, err, err_size)))
+        return rc;
+    if ((rc = s_bind_vec(m, src, "model.norm.weight", dim, &m->final_norm, err, err_size)))
+        return rc;
+    for (int32_t l = 0; l < cfg->n_layers; l++)
+        if ((rc = s_bind_layer(m, src, l, err, err_size))) return rc;
+    return TR_OK;
 }
 
 /* ---- KV cache ---- */
@@ -540,7 +650,7 @@ int tr_kv_cache_init(tr_kv_cache_t *kv, tr_ops_t *ops, const tr_model_config_t *
     tr_ops_memset(ops, kv->k, 0, half);
     tr_ops_memset(ops, kv->v, 0, half);
     *kv = (tr_kv_cache_t){kv->k, kv->v, cfg->n_layers, n_blocks, block_size, cfg->n_kv_heads,
-                          cfg->head_dim};
+                          cfg->head_dim, -1};
     return TR_OK;
 }
 
@@ -554,14 +664,19 @@ void tr_kv_cache_fini(tr_kv_cache_t *kv, tr_ops_t *ops) {
 
 static void s_scratch_free(tr_model_t *m) {
     s_scratch_t *s = &m->s;
+    s_graphs_clear(m);   /* recorded steps point into this scratch */
     void *dev[] = {s->x, s->xb, s->q, s->k, s->v, s->att, s->hb, s->hb2, s->xe, s->ye,
                    s->router, s->route_w, s->sh_gate, s->route_ids, s->perm_w, s->perm_t,
-                   s->xo, s->tokens, s->pos, s->slots, s->seq_start, s->seq_pos, s->table,
-                   s->out_rows};
+                   s->xo, s->ints};
     for (size_t i = 0; i < TR_ARRAY_LEN(dev); i++) tr_ops_free(m->ops, dev[i]);
-    free(s->h_pos), free(s->h_slots), free(s->h_seq_start), free(s->h_out_rows);
+    if (s->h_ints != s->ints) tr_ops_host_free(m->ops, s->h_ints);
     free(s->h_ids), free(s->h_perm_t), free(s->h_count), free(s->h_w), free(s->h_perm_w);
     memset(s, 0, sizeof(*s));
+}
+
+/* Ints a step of T tokens, B sequences and n_table block-table entries lays out. */
+static size_t s_ints_for(int32_t T, int32_t B, int32_t n_table) {
+    return 3 * (size_t)T + 3 * (size_t)B + 1 + (size_t)n_table;
 }
 
 /* Grows the activations to T tokens, B sequences, n_table block-table entries. */
@@ -578,6 +693,7 @@ static int s_scratch_reserve(tr_model_t *m, int32_t T, int32_t B, int32_t n_tabl
     const size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     const size_t k = c->n_experts_used > 0 ? (size_t)c->n_experts_used : 1;
     const size_t E = c->n_experts > 0 ? (size_t)c->n_experts : 1;
+    const size_t n_ints = s_ints_for(T, B, n_table);
     s->x = tr_ops_alloc(o, t * c->dim * f);
     s->xb = tr_ops_alloc(o, t * c->dim * f);
     s->q = tr_ops_alloc(o, t * qd * f);
@@ -595,17 +711,10 @@ static int s_scratch_reserve(tr_model_t *m, int32_t T, int32_t B, int32_t n_tabl
     s->perm_w = tr_ops_alloc(o, t * k * f);
     s->perm_t = tr_ops_alloc(o, t * k * sizeof(int32_t));
     s->xo = tr_ops_alloc(o, (size_t)B * c->dim * f);
-    s->tokens = tr_ops_alloc(o, t * sizeof(int32_t));
-    s->pos = tr_ops_alloc(o, t * sizeof(int32_t));
-    s->slots = tr_ops_alloc(o, t * sizeof(int32_t));
-    s->seq_start = tr_ops_alloc(o, ((size_t)B + 1) * sizeof(int32_t));
-    s->seq_pos = tr_ops_alloc(o, (size_t)B * sizeof(int32_t));
-    s->table = tr_ops_alloc(o, (size_t)n_table * sizeof(int32_t));
-    s->out_rows = tr_ops_alloc(o, (size_t)B * sizeof(int32_t));
-    s->h_pos = malloc(t * sizeof(int32_t));
-    s->h_slots = malloc(t * sizeof(int32_t));
-    s->h_seq_start = malloc(((size_t)B + 1) * sizeof(int32_t));
-    s->h_out_rows = malloc((size_t)B * sizeof(int32_t));
+    s->ints = tr_ops_alloc(o, n_ints * sizeof(int32_t));
+    /* host backends read the staging buffer in place; device backends copy it in one go */
+    s->h_ints = tr_ops_device_memory(o) ? tr_ops_host_alloc(o, n_ints * sizeof(int32_t))
+                                        : s->ints;
     s->h_ids = malloc(t * k * sizeof(int32_t));
     s->h_perm_t = malloc(t * k * sizeof(int32_t));
     s->h_count = malloc((E + 1) * sizeof(int32_t));
@@ -613,17 +722,40 @@ static int s_scratch_reserve(tr_model_t *m, int32_t T, int32_t B, int32_t n_tabl
     s->h_perm_w = malloc(t * k * f);
     if (!s->x || !s->xb || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 || !s->xe ||
         !s->ye || !s->router || !s->route_w || !s->route_ids || !s->sh_gate || !s->perm_w ||
-        !s->perm_t || !s->xo || !s->tokens || !s->pos || !s->slots || !s->seq_start ||
-        !s->seq_pos || !s->table || !s->out_rows || !s->h_pos || !s->h_slots ||
-        !s->h_seq_start || !s->h_out_rows || !s->h_ids || !s->h_perm_t || !s->h_count ||
-        !s->h_w || !s->h_perm_w) {
+        !s->perm_t || !s->xo || !s->ints || !s->h_ints || !s->h_ids || !s->h_perm_t ||
+        !s->h_count || !s->h_w || !s->h_perm_w) {
         s_scratch_free(m);
         return TR_ENOMEM;
     }
     s->cap_t = T;
     s->cap_out = B;
     s->cap_table = n_table;
+    s->cap_ints = n_ints;
     return TR_OK;
+}
+
+/* Decode batches of up to this many sequences are padded to a power of two and recorded. */
+static int32_t s_bucket(int32_t B) {
+    int32_t b = 1;
+    while (b < B) b <<= 1;
+    return b;
+}
+
+int tr_model_reserve(tr_model_t *m, int32_t max_tokens, int32_t max_seqs, int32_t max_blocks) {
+    if (!m || max_tokens < 1 || max_seqs < 1 || max_blocks < 1) return TR_EINVAL;
+    int32_t T = max_tokens, B = max_seqs;
+    if (m->graph_mode && B <= S_MAX_BUCKET) {   /* a padded decode step has bucket(B) rows */
+        B = s_bucket(B);
+        T = T > B ? T : B;
+    }
+    if ((int64_t)B * max_blocks > INT32_MAX / 4) return TR_EINVAL;
+    int rc = s_scratch_reserve(m, T, B, B * max_blocks);
+    if (rc || !m->graph_mode || B > S_MAX_BUCKET || B <= m->logits_g_rows) return rc;
+    s_graphs_clear(m);   /* recorded steps write their logits there */
+    tr_ops_free(m->ops, m->logits_g);
+    m->logits_g = tr_ops_alloc(m->ops, (size_t)B * m->cfg.vocab_size * sizeof(float));
+    m->logits_g_rows = m->logits_g ? B : 0;
+    return m->logits_g ? TR_OK : TR_ENOMEM;
 }
 
 /* ---- forward ---- */
@@ -710,71 +842,128 @@ int32_t tr_batch_n_logits(const tr_batch_t *batch) {
     return n;
 }
 
-int tr_model_forward(tr_model_t *m, const tr_kv_cache_t *kv, const tr_batch_t *batch,
+/* Offsets of a step's inputs in the ints buffer (s_ints_for counts the same). */
+static s_step_t s_layout(int32_t T, int32_t B, int32_t n_out, int32_t max_blocks,
+                         int32_t decode_ctx) {
+    s_step_t st = {.T = T, .B = B, .n_out = n_out, .max_blocks = max_blocks,
+                   .decode_ctx = decode_ctx};
+    st.o_tokens = 0;
+    st.o_pos = (size_t)T;
+    st.o_slots = 2 * (size_t)T;
+    st.o_start = 3 * (size_t)T;
+    st.o_spos = st.o_start + (size_t)B + 1;
+    st.o_table = st.o_spos + (size_t)B;
+    st.o_out = st.o_table + (size_t)B * max_blocks;
+    st.n_ints = st.o_out + (size_t)B;
+    return st;
+}
+
+/* Host staging may still be the source of the previous step's copy: wait before reuse. */
+static int s_stage_begin(tr_model_t *m) {
+    return m->s.h_ints != m->s.ints ? tr_ops_sync(m->ops) : TR_OK;
+}
+
+/* Sends the staged ints to the backend: one async copy (none on host backends). */
+static int s_stage_send(tr_model_t *m, const s_step_t *st) {
+    s_scratch_t *s = &m->s;
+    if (s->h_ints == s->ints) return TR_OK;
+    return tr_ops_to_device_async(m->ops, s->ints, s->h_ints, st->n_ints * sizeof(int32_t));
+}
+
+/* Position p of sequence b: its KV slot through the block table, or -1 with a log line. */
+static int32_t s_slot(const tr_model_t *m, const tr_kv_cache_t *kv, const tr_batch_t *batch,
+                      int32_t b, int32_t t, int32_t p) {
+    const int32_t *table = batch->block_tables + (size_t)b * batch->max_blocks;
+    const int32_t j = p / kv->block_size;
+    if (batch->tokens[t] < 0 || batch->tokens[t] >= m->cfg.vocab_size) {
+        TR_ERROR("model forward: token id %d out of range [0, %d)", batch->tokens[t],
+                 m->cfg.vocab_size);
+        return -1;
+    }
+    if (j >= batch->max_blocks || table[j] < 0 || table[j] >= kv->n_blocks) {
+        TR_ERROR("model forward: sequence %d position %d has no valid block", b, p);
+        return -1;
+    }
+    return table[j] * kv->block_size + p % kv->block_size;
+}
+
+/* Stages a batch as it is: T tokens, B sequences, the caller's block-table width. */
+static int s_stage(tr_model_t *m, const tr_kv_cache_t *kv, const tr_batch_t *batch, int32_t T,
+                   s_step_t *st) {
+    const int32_t B = batch->n_seqs;
+    *st = s_layout(T, B, tr_batch_n_logits(batch), batch->max_blocks, 0);
+    TRY(s_stage_begin(m));
+    int32_t *h = m->s.h_ints;
+    int32_t t = 0, r = 0;
+    h[st->o_start] = 0;
+    for (int32_t b = 0; b < B; b++) {
+        for (int32_t i = 0; i < batch->n_tokens[b]; i++, t++) {
+            int32_t p = batch->start_pos[b] + i, slot = s_slot(m, kv, batch, b, t, p);
+            if (slot < 0) return TR_EINVAL;
+            h[st->o_pos + t] = p;
+            h[st->o_slots + t] = slot;
+        }
+        h[st->o_start + b + 1] = t;
+        h[st->o_spos + b] = batch->start_pos[b];
+        if (batch->n_tokens[b] > 0 && (!batch->want_logits || batch->want_logits[b]))
+            h[st->o_out + r++] = t - 1;
+    }
+    memcpy(h + st->o_tokens, batch->tokens, (size_t)T * sizeof(int32_t));
+    memcpy(h + st->o_table, batch->block_tables,
+           (size_t)B * batch->max_blocks * sizeof(int32_t));
+    return s_stage_send(m, st);
+}
+
+/* Stages a pure-decode batch padded to Bp sequences with tables ctx / block_size wide:
+ * padding sequences read token 0 at position 0 and write their K/V to the pad block; the
+ * wanted logits rows come first, the padding's rows (ignored) after them. */
+static int s_stage_padded(tr_model_t *m, const tr_kv_cache_t *kv, const tr_batch_t *batch,
+                          int32_t Bp, int32_t ctx, s_step_t *st) {
+    const int32_t B = batch->n_seqs, bs = kv->block_size, mb = (ctx + bs - 1) / bs;
+    *st = s_layout(Bp, Bp, Bp, mb, ctx);
+    TRY(s_stage_begin(m));
+    int32_t *h = m->s.h_ints, r = 0;
+    for (int32_t b = 0; b < Bp; b++) {
+        const bool real = b < B;
+        const int32_t p = real ? batch->start_pos[b] : 0;
+        int32_t slot = real ? s_slot(m, kv, batch, b, b, p) : kv->pad_block * bs;
+        if (slot < 0) return TR_EINVAL;
+        h[st->o_tokens + b] = real ? batch->tokens[b] : 0;
+        h[st->o_pos + b] = p;
+        h[st->o_slots + b] = slot;
+        h[st->o_start + b] = b;
+        h[st->o_spos + b] = p;
+        int32_t *row = h + st->o_table + (size_t)b * mb;
+        const int32_t *src = real ? batch->block_tables + (size_t)b * batch->max_blocks : NULL;
+        for (int32_t j = 0; j < mb; j++)
+            row[j] = src && j < batch->max_blocks ? src[j] : kv->pad_block;
+        if (real && (!batch->want_logits || batch->want_logits[b])) h[st->o_out + r++] = b;
+    }
+    h[st->o_start + Bp] = Bp;
+    for (int32_t i = r; i < Bp; i++) h[st->o_out + i] = 0;
+    return s_stage_send(m, st);
+}
+
+/* The network over a staged step: every op reads its inputs from backend memory, so the
+ * same call can be recorded as a graph (decode_ctx set) and replayed with new inputs. */
+static int s_network(tr_model_t *m, const tr_kv_cache_t *kv, const s_step_t *st,
                      float *logits) {
     const tr_model_config_t *c = &m->cfg;
     tr_ops_t *o = m->ops;
     s_scratch_t *s = &m->s;
-    const int32_t B = batch->n_seqs, dim = c->dim, H = c->n_heads, Hk = c->n_kv_heads;
-    const int32_t D = c->head_dim, qd = H * D, kvd = Hk * D;
-    if (B < 0 || (B > 0 && (!batch->n_tokens || !batch->start_pos || !batch->block_tables)) ||
-        batch->max_blocks <= 0 || !kv || !kv->k || kv->n_layers != c->n_layers ||
-        kv->n_kv_heads != Hk || kv->head_dim != D) {
-        TR_ERROR("model forward: bad batch or a KV cache of another shape");
-        return TR_EINVAL;
-    }
-    /* ---- host bookkeeping: token offsets, positions, KV slots, logits rows ---- */
-    int64_t T64 = 0;
-    for (int32_t b = 0; b < B; b++) {
-        if (batch->n_tokens[b] < 0 || batch->start_pos[b] < 0) return TR_EINVAL;
-        T64 += batch->n_tokens[b];
-    }
-    if (T64 > INT32_MAX / 8) return TR_EINVAL;
-    const int32_t T = (int32_t)T64, n_out = tr_batch_n_logits(batch);
-    if (T == 0) return TR_OK;
-    if (!batch->tokens || (n_out > 0 && !logits)) return TR_EINVAL;
-    TRY(s_scratch_reserve(m, T, B, B * batch->max_blocks));
-    const int32_t bs = kv->block_size;
-    int32_t t = 0, r = 0;
-    s->h_seq_start[0] = 0;
-    for (int32_t b = 0; b < B; b++) {
-        const int32_t *table = batch->block_tables + (size_t)b * batch->max_blocks;
-        for (int32_t i = 0; i < batch->n_tokens[b]; i++, t++) {
-            int32_t p = batch->start_pos[b] + i, j = p / bs;
-            if (batch->tokens[t] < 0 || batch->tokens[t] >= c->vocab_size) {
-                TR_ERROR("model forward: token id %d out of range [0, %d)", batch->tokens[t],
-                         c->vocab_size);
-                return TR_EINVAL;
-            }
-            if (j >= batch->max_blocks || table[j] < 0 || table[j] >= kv->n_blocks) {
-                TR_ERROR("model forward: sequence %d position %d has no valid block", b, p);
-                return TR_EINVAL;
-            }
-            s->h_pos[t] = p;
-            s->h_slots[t] = table[j] * bs + p % bs;
-        }
-        s->h_seq_start[b + 1] = t;
-        if (batch->n_tokens[b] > 0 && (!batch->want_logits || batch->want_logits[b]))
-            s->h_out_rows[r++] = t - 1;
-    }
-    TRY(tr_ops_to_device(o, s->tokens, batch->tokens, (size_t)T * sizeof(int32_t)));
-    TRY(tr_ops_to_device(o, s->pos, s->h_pos, (size_t)T * sizeof(int32_t)));
-    TRY(tr_ops_to_device(o, s->slots, s->h_slots, (size_t)T * sizeof(int32_t)));
-    TRY(tr_ops_to_device(o, s->seq_start, s->h_seq_start, ((size_t)B + 1) * sizeof(int32_t)));
-    TRY(tr_ops_to_device(o, s->seq_pos, batch->start_pos, (size_t)B * sizeof(int32_t)));
-    TRY(tr_ops_to_device(o, s->table, batch->block_tables,
-                         (size_t)B * batch->max_blocks * sizeof(int32_t)));
-    TRY(tr_ops_to_device(o, s->out_rows, s->h_out_rows, (size_t)n_out * sizeof(int32_t)));
-
-    /* ---- the network ---- */
-    TRY(tr_ops_embed(o, s->x, m->embed.data, m->embed.dtype, s->tokens, T, dim, c->vocab_size));
+    const int32_t T = st->T, dim = c->dim, H = c->n_heads, Hk = c->n_kv_heads;
+    const int32_t D = c->head_dim, qd = H * D, kvd = Hk * D, bs = kv->block_size;
+    const int32_t *I = s->ints, *h = s->h_ints;
+    TRY(tr_ops_embed(o, s->x, m->embed.data, m->embed.dtype, I + st->o_tokens, T, dim,
+                     c->vocab_size));
     const size_t layer_kv = (size_t)kv->n_blocks * bs * kvd;
-    tr_attn_params_t ap = {.out = s->att, .q = s->q, .seq_start = s->seq_start,
-                           .seq_pos = s->seq_pos, .block_table = s->table, .n_seqs = B,
-                           .max_blocks = batch->max_blocks, .n_blocks = kv->n_blocks,
-                           .n_heads = H, .n_kv_heads = Hk, .head_dim = D, .block_size = bs,
-                           .sliding_window = c->sliding_window, .scale = 1.0f / sqrtf((float)D),
-                           .host_seq_start = s->h_seq_start, .host_seq_pos = batch->start_pos};
+    tr_attn_params_t ap = {.out = s->att, .q = s->q, .seq_start = I + st->o_start,
+                           .seq_pos = I + st->o_spos, .block_table = I + st->o_table,
+                           .n_seqs = st->B, .max_blocks = st->max_blocks,
+                           .n_blocks = kv->n_blocks, .n_heads = H, .n_kv_heads = Hk,
+                           .head_dim = D, .block_size = bs, .sliding_window = c->sliding_window,
+                           .scale = 1.0f / sqrtf((float)D), .host_seq_start = h + st->o_start,
+                           .host_seq_pos = h + st->o_spos, .decode_ctx = st->decode_ctx};
     for (int32_t l = 0; l < c->n_layers; l++) {
         const s_layer_t *L = &m->layers[l];
         float *kc = kv->k + l * layer_kv, *vc = kv->v + l * layer_kv;
@@ -788,8 +977,8 @@ int tr_model_forward(tr_model_t *m, const tr_kv_cache_t *kv, const tr_batch_t *b
             TRY(tr_ops_rmsnorm(o, s->q, s->q, L->q_norm, T, qd, c->norm_eps));
             TRY(tr_ops_rmsnorm(o, s->k, s->k, L->k_norm, T, kvd, c->norm_eps));
         }
-        TRY(tr_ops_rope(o, &c->rope, s->q, H, s->k, Hk, s->pos, T, D));
-        TRY(tr_ops_kv_store(o, kc, vc, s->k, s->v, s->slots, T, Hk, D));
+        TRY(tr_ops_rope(o, &c->rope, s->q, H, s->k, Hk, I + st->o_pos, T, D));
+        TRY(tr_ops_kv_store(o, kc, vc, s->k, s->v, I + st->o_slots, T, Hk, D));
         ap.k_cache = kc;
         ap.v_cache = vc;
         TRY(tr_ops_attention(o, &ap));
@@ -801,9 +990,141 @@ int tr_model_forward(tr_model_t *m, const tr_kv_cache_t *kv, const tr_batch_t *b
         else
             TRY(s_mlp(m, &L->mlp, s->x, s->xb, T, 1));          /* x += MLP(xb) */
     }
-    if (n_out == 0) return TR_OK;
+    if (st->n_out == 0) return TR_OK;
     /* only the rows that want logits go through the final norm and the head */
-    TRY(tr_ops_gather_rows(o, s->xo, s->x, s->out_rows, n_out, dim));
-    TRY(tr_ops_rmsnorm(o, s->xo, s->xo, m->final_norm, n_out, dim, c->norm_eps));
-    return s_matmul(o, logits, s->xo, &m->lm_head, NULL, n_out, 0);
+    TRY(tr_ops_gather_rows(o, s->xo, s->x, I + st->o_out, st->n_out, dim));
+    TRY(tr_ops_rmsnorm(o, s->xo, s->xo, m->final_norm, st->n_out, dim, c->norm_eps));
+    return s_matmul(o, logits, s->xo, &m->lm_head, NULL, st->n_out, 0);
+}
+
+/* ---- decode graphs ---- */
+
+static void s_graphs_clear(tr_model_t *m) {
+    for (int32_t i = 0; i < m->n_graphs; i++) tr_ops_graph_destroy(m->ops, &m->graphs[i].g);
+    m->n_graphs = 0;
+    m->gstats.n_graphs = 0;
+}
+
+int tr_model_enable_graphs(tr_model_t *m, bool record) {
+    if (!m) return TR_EINVAL;
+    for (int32_t l = 0; l < m->cfg.n_layers; l++)   /* routing waits for the host */
+        if (tr_model_layer_is_moe(&m->cfg, l)) return TR_ENOTSUP;
+    if (record && !tr_ops_graphs_supported(m->ops)) return TR_ENOTSUP;
+    m->graph_mode = record ? 1 : 2;
+    m->gstats.on = true;
+    return TR_OK;
+}
+
+void tr_model_graph_stats(const tr_model_t *m, tr_model_graph_stats_t *out) {
+    *out = m->gstats;
+}
+
+/* Records the staged step as the graph for (Bp, ctx). A failure turns recording off for
+ * good, with one warning: the step itself has already run eagerly. */
+static void s_graph_record(tr_model_t *m, const tr_kv_cache_t *kv, const s_step_t *st,
+                           int32_t Bp, int32_t ctx) {
+    tr_ops_graph_t *g = NULL;
+    int rc = tr_ops_graph_begin(m->ops);
+    if (rc == TR_OK) {
+        int net = s_network(m, kv, st, m->logits_g);
+        rc = tr_ops_graph_end(m->ops, net ? NULL : &g);
+        if (net) rc = net;
+    }
+    if (rc == TR_OK && m->n_graphs == m->cap_graphs) {
+        int32_t cap = m->cap_graphs ? 2 * m->cap_graphs : 16;
+        s_graph_t *p = realloc(m->graphs, (size_t)cap * sizeof(*p));
+        if (p) m->graphs = p, m->cap_graphs = cap;
+        else rc = TR_ENOMEM;
+    }
+    if (rc != TR_OK || !g) {
+        tr_ops_graph_destroy(m->ops, &g);
+        TR_WARN("decode graphs off: recording a step of %d sequences failed (%s); every step "
+                "runs eagerly from now on", Bp, tr_strerror(rc ? rc : TR_ERR));
+        s_graphs_clear(m);
+        m->graph_mode = 0;
+        m->gstats.on = false;
+        return;
+    }
+    m->graphs[m->n_graphs++] = (s_graph_t){Bp, ctx, kv->k, g};
+    m->gstats.recorded++;
+    m->gstats.n_graphs = m->n_graphs;
+}
+
+/* A pure-decode step through the padded layout: replay the graph of its (batch bucket,
+ * context bucket), or run it eagerly and then record that graph. */
+static int s_forward_graph(tr_model_t *m, const tr_kv_cache_t *kv, const tr_batch_t *batch,
+                           float *logits) {
+    const tr_model_config_t *c = &m->cfg;
+    const int32_t B = batch->n_seqs, Bp = s_bucket(B), bs = kv->block_size;
+    int32_t need = 1;
+    for (int32_t b = 0; b < B; b++)
+        need = batch->start_pos[b] + 1 > need ? batch->start_pos[b] + 1 : need;
+    /* context bucket: a power of two from S_MIN_CTX_BUCKET, at most the model's context
+     * (rounded to blocks) unless this step already goes past it */
+    int32_t cap = need > c->max_seq_len ? need : c->max_seq_len;
+    cap = (cap + bs - 1) / bs * bs;
+    int32_t ctx = S_MIN_CTX_BUCKET;
+    while (ctx < need) ctx <<= 1;
+    if (ctx > cap) ctx = cap;
+    TRY(s_scratch_reserve(m, Bp, Bp, Bp * ((ctx + bs - 1) / bs)));
+    if (Bp > m->logits_g_rows) {
+        s_graphs_clear(m);
+        tr_ops_free(m->ops, m->logits_g);
+        m->logits_g = tr_ops_alloc(m->ops, (size_t)Bp * c->vocab_size * sizeof(float));
+        m->logits_g_rows = m->logits_g ? Bp : 0;
+        if (!m->logits_g) return TR_ENOMEM;
+    }
+    s_step_t st;
+    TRY(s_stage_padded(m, kv, batch, Bp, ctx, &st));
+    s_graph_t *g = NULL;
+    for (int32_t i = 0; m->graph_mode == 1 && i < m->n_graphs; i++)
+        if (m->graphs[i].bucket == Bp && m->graphs[i].ctx == ctx) g = &m->graphs[i];
+    if (g && g->kv_k != kv->k) {   /* recorded on another KV pool: record again */
+        tr_ops_graph_destroy(m->ops, &g->g);
+        *g = m->graphs[--m->n_graphs];
+        g = NULL;
+    }
+    int rc = g ? tr_ops_graph_launch(m->ops, g->g) : TR_ENOENT;
+    if (rc == TR_OK) {
+        m->gstats.replayed++;
+    } else {
+        if (rc == TR_AGAIN) s_graphs_clear(m);   /* backend scratch moved: all are stale */
+        else if (rc != TR_ENOENT) return rc;
+        TRY(s_network(m, kv, &st, m->logits_g));
+        m->gstats.eager++;
+        if (m->graph_mode == 1) s_graph_record(m, kv, &st, Bp, ctx);
+    }
+    const int32_t n_out = tr_batch_n_logits(batch);
+    return tr_ops_copy(m->ops, logits, m->logits_g,
+                       (size_t)n_out * c->vocab_size * sizeof(float));
+}
+
+int tr_model_forward(tr_model_t *m, const tr_kv_cache_t *kv, const tr_batch_t *batch,
+                     float *logits) {
+    const tr_model_config_t *c = &m->cfg;
+    const int32_t B = batch->n_seqs, Hk = c->n_kv_heads, D = c->head_dim;
+    if (B < 0 || (B > 0 && (!batch->n_tokens || !batch->start_pos || !batch->block_tables)) ||
+        batch->max_blocks <= 0 || !kv || !kv->k || kv->n_layers != c->n_layers ||
+        kv->n_kv_heads != Hk || kv->head_dim != D) {
+        TR_ERROR("model forward: bad batch or a KV cache of another shape");
+        return TR_EINVAL;
+    }
+    int64_t T64 = 0;
+    bool decode = B > 0;
+    for (int32_t b = 0; b < B; b++) {
+        if (batch->n_tokens[b] < 0 || batch->start_pos[b] < 0) return TR_EINVAL;
+        T64 += batch->n_tokens[b];
+        decode = decode && batch->n_tokens[b] == 1;
+    }
+    if (T64 > INT32_MAX / 8) return TR_EINVAL;
+    const int32_t T = (int32_t)T64, n_out = tr_batch_n_logits(batch);
+    if (T == 0) return TR_OK;
+    if (!batch->tokens || (n_out > 0 && !logits)) return TR_EINVAL;
+    if (m->graph_mode && decode && n_out > 0 && B <= S_MAX_BUCKET && kv->pad_block >= 0 &&
+        kv->pad_block < kv->n_blocks)
+        return s_forward_graph(m, kv, batch, logits);
+    TRY(s_scratch_reserve(m, T, B, B * batch->max_blocks));
+    s_step_t st;
+    TRY(s_stage(m, kv, batch, T, &st));
+    return s_network(m, kv, &st, logits);
 }

@@ -97,6 +97,9 @@ typedef struct {
 
 typedef struct {
     tr_shard_t shard;          /* {0, 0} or {0, 1}: the whole model */
+    int32_t progress;          /* weights copied to a device backend: 0 reports progress when
+                                  they are >= 64 MiB, 1 always, -1 never (stderr line on a
+                                  terminal, else INFO lines with MiB and MiB/s) */
 } tr_model_load_opts_t;
 
 typedef struct tr_model tr_model_t;
@@ -136,6 +139,8 @@ typedef struct {
     float *k;
     float *v;
     int32_t n_layers, n_blocks, block_size, n_kv_heads, head_dim;
+    int32_t pad_block;         /* -1 (init), or a block the owner gives to no sequence: where
+                                  the padding of decode graphs writes (tr_model_enable_graphs) */
 } tr_kv_cache_t;
 
 /* Bytes that tr_kv_cache_init allocates for a config. */
@@ -167,8 +172,42 @@ int32_t tr_batch_n_logits(const tr_batch_t *batch);
 /* Runs the batch: writes each new token's K/V into the cache, and, for every sequence that
  * wants them (in batch order), its last token's logits as one row of vocab_size floats in
  * `logits` (backend memory; may be NULL when no sequence wants logits). TR_EINVAL for token
- * ids out of range, block tables too short or block ids out of the cache. */
+ * ids out of range, block tables too short or block ids out of the cache. On device backends
+ * the step's integer inputs go up through one pinned staging buffer in one async copy; the
+ * call waits for the previous step's copy before reusing it, never for the step itself. */
 int tr_model_forward(tr_model_t *m, const tr_kv_cache_t *kv, const tr_batch_t *batch,
                      float *logits);
+
+/* Allocates the activations for any batch of up to max_tokens new tokens, max_seqs
+ * sequences and block tables max_blocks wide now rather than on the first steps, so that
+ * memory figures taken afterwards (tr_ops_memory_info) are what the KV pool may use. Call
+ * after tr_model_enable_graphs (padded steps need more). TR_ENOMEM / TR_EINVAL. */
+int tr_model_reserve(tr_model_t *m, int32_t max_tokens, int32_t max_seqs, int32_t max_blocks);
+
+/* ---- decode graphs ----
+ *
+ * After tr_model_enable_graphs, a pure-decode step (every sequence exactly one new token, at
+ * most 256 sequences, logits wanted, kv->pad_block set) is padded to a batch bucket (1, 2,
+ * 4, ..., 256) with sequences that read token 0 at position 0 and write their K/V into
+ * kv->pad_block, a block of the pool no sequence may own; its block tables are widened to a
+ * context bucket (powers of two from 512, capped at the model's context). The first step
+ * of each (batch bucket, context bucket) runs eagerly and is then recorded
+ * (tr_ops_graph_begin); later ones copy their inputs into the same buffers and replay it. A
+ * failed recording logs one warning and turns graphs off for the model. Logits are those of
+ * the unpadded step. */
+typedef struct {
+    bool on;                   /* padding (and recording) active */
+    int32_t n_graphs;          /* recorded graphs held now */
+    uint64_t recorded;         /* graphs recorded so far */
+    uint64_t replayed;         /* steps that replayed one */
+    uint64_t eager;            /* padded steps run eagerly (each new bucket, or pad only) */
+} tr_model_graph_stats_t;
+
+/* record = false pads and lays out decode steps the same way without recording, so a
+ * backend without graphs can check the padding against plain steps (tests). TR_ENOTSUP
+ * when the backend records no graphs (and record is set) or the model has MoE layers (the
+ * routing waits for the host). */
+int tr_model_enable_graphs(tr_model_t *m, bool record);
+void tr_model_graph_stats(const tr_model_t *m, tr_model_graph_stats_t *out);
 
 #endif

@@ -17,6 +17,7 @@ const char *tr_strerror(int status) {
     case TR_EZMQ: return "TR_EZMQ: ZeroMQ error";
     case TR_EIO: return "TR_EIO: I/O error";
     case TR_ERANGE: return "TR_ERANGE: out of range";
+    case TR_ENOTSUP: return "TR_ENOTSUP: not supported";
     default: return "unknown status";
     }
 }

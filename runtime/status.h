@@ -25,6 +25,7 @@ typedef enum {
     TR_EZMQ = -11,      /* ZeroMQ call failed */
     TR_EIO = -12,       /* read/write/mmap failed */
     TR_ERANGE = -13,    /* value or size out of the allowed range */
+    TR_ENOTSUP = -14,   /* the backend or build does not offer this (no GPU, no graphs) */
 } tr_status_t;
 
 /* Name of a status code ("TR_EPROTO: protocol error"); never NULL. */

@@ -19,8 +19,12 @@
  *
  *  The work list (b, first row) is built on the host from host_seq_start / host_seq_pos
  *  (or from a copy of the device arrays, which waits for the stream, when the caller gave
- *  none). Block ids are device memory the wrappers cannot check: a key whose block id is
- *  outside [0, n_blocks) is masked out instead of read. head_dim <= 256.            */
+ *  none). With decode_ctx (one new token per sequence, positions < decode_ctx) there is no
+ *  list: item x is sequence x / ceil(G / S_BQ), and the split count comes from decode_ctx,
+ *  so the launch depends on (B, decode_ctx) only and can be recorded in a CUDA graph; a
+ *  split whose share of a shorter context is empty leaves m = -inf, which s_combine skips.
+ *  Block ids are device memory the wrappers cannot check: a key whose block id is outside
+ *  [0, n_blocks) is masked out instead of read. head_dim <= 256.                    */
 #include "kernels/cuda/cuda_impl.h"
 
 #include <stdlib.h>
@@ -46,6 +50,7 @@ typedef struct {
     float *part_ml;      /* (n_splits, T, H, 2) */
     int32_t T, H, Hk, D, bs, max_blocks, n_blocks, window, n_splits;
     float scale;
+    int32_t items_per_seq;   /* work == NULL (decode_ctx): item x is (x / this, x % this) */
 } s_args_t;
 
 static size_t s_smem_bytes(int32_t D) {
@@ -60,7 +65,9 @@ __global__ void __launch_bounds__(S_THREADS) s_attn(const s_args_t a) {
     float *Qs = sm, *Ks = Qs + S_BQ * DS, *Vs = Ks + S_BK * DS, *Ps = Vs + S_BK * D;
     float *Os = Ps + S_BQ * S_BK;
     int32_t *Kok = (int32_t *)(Os + S_BQ * D);
-    const s_work_t w = a.work[blockIdx.x];
+    const s_work_t w = a.work ? a.work[blockIdx.x]
+                              : s_work_t{(int32_t)(blockIdx.x / a.items_per_seq),
+                                         (int32_t)(blockIdx.x % a.items_per_seq) * S_BQ};
     const int32_t g = blockIdx.y, split = blockIdx.z, b = w.b;
     const int32_t tok0 = a.seq_start[b], n_new = a.seq_start[b + 1] - tok0, pos0 = a.seq_pos[b];
     const int32_t rows = n_new * G;
@@ -188,6 +195,42 @@ static int32_t s_choose_splits(const tr_cuda_t *self, int32_t n_items, int32_t H
     return (int32_t)(n < 1 ? 1 : n > S_MAX_SPLITS ? S_MAX_SPLITS : n);
 }
 
+/* Launches s_attn (and s_combine) for a filled-in a with n_items work items. */
+static int s_launch(tr_cuda_t *self, s_args_t *a, int64_t n_items) {
+    const size_t th = (size_t)a->T * a->H;
+    if (a->n_splits > 1) {
+        float *part = (float *)tr_cuda_scratch(self, TR_CUDA_SCRATCH_ATTN_PART,
+                                               (size_t)a->n_splits * th * (a->D + 2) *
+                                                   sizeof(float));
+        if (!part) return TR_ENOMEM;
+        a->part_o = part;
+        a->part_ml = part + (size_t)a->n_splits * th * a->D;
+    }
+    dim3 grid((unsigned)n_items, (unsigned)a->Hk, (unsigned)a->n_splits);
+    s_attn<<<grid, S_THREADS, s_smem_bytes(a->D), self->stream>>>(*a);
+    TR_CUDA_LAUNCHED();
+    if (a->n_splits > 1) {
+        s_combine<<<(unsigned)th, 128, 0, self->stream>>>(a->out, a->part_o, a->part_ml,
+                                                          (int32_t)th, a->D, a->n_splits);
+        TR_CUDA_LAUNCHED();
+    }
+    return TR_OK;
+}
+
+/* Decode with decode_ctx: nothing read from the host, launch fixed by (B, decode_ctx). */
+static int s_attention_decode(tr_cuda_t *self, const tr_attn_params_t *p) {
+    const int32_t B = p->n_seqs, G = p->n_heads / p->n_kv_heads;
+    const int32_t per_seq = (G + S_BQ - 1) / S_BQ;
+    const int64_t n_items = (int64_t)B * per_seq;
+    if (n_items > 0x7fffffff) return TR_EINVAL;
+    s_args_t a = {p->out, p->q, p->k_cache, p->v_cache, p->seq_start, p->seq_pos,
+                  p->block_table, NULL, NULL, NULL, B, p->n_heads, p->n_kv_heads,
+                  p->head_dim, p->block_size, p->max_blocks, p->n_blocks,
+                  p->sliding_window, 1, p->scale, per_seq};
+    a.n_splits = s_choose_splits(self, (int32_t)n_items, p->n_kv_heads, p->decode_ctx);
+    return s_launch(self, &a, n_items);
+}
+
 int tr_cuda_attention(tr_ops_t *ops, const tr_attn_params_t *p) {
     tr_cuda_t *self = TR_CUDA(ops);
     const int32_t B = p->n_seqs, H = p->n_heads, Hk = p->n_kv_heads, G = H / Hk;
@@ -196,6 +239,7 @@ int tr_cuda_attention(tr_ops_t *ops, const tr_attn_params_t *p) {
         TR_ERROR("cuda attention: head_dim %d is above the supported %d", D, S_MAX_D);
         return TR_EINVAL;
     }
+    if (p->decode_ctx > 0) return s_attention_decode(self, p);
     int32_t *h = (int32_t *)malloc(((size_t)2 * B + 1) * sizeof(int32_t));
     if (!h) return TR_ENOMEM;
     int32_t *start = h, *pos = h + B + 1;
@@ -235,7 +279,7 @@ int tr_cuda_attention(tr_ops_t *ops, const tr_attn_params_t *p) {
     }
     s_args_t a = {p->out, p->q, p->k_cache, p->v_cache, p->seq_start, p->seq_pos,
                   p->block_table, NULL, NULL, NULL, T, H, Hk, D, p->block_size,
-                  p->max_blocks, p->n_blocks, p->sliding_window, 1, p->scale};
+                  p->max_blocks, p->n_blocks, p->sliding_window, 1, p->scale, 1};
     a.n_splits = s_choose_splits(self, (int32_t)n_items, Hk, max_ctx);
     /* the work list goes up from pageable memory: staged before the call returns */
     a.work = (const s_work_t *)tr_cuda_scratch(self, TR_CUDA_SCRATCH_ATTN_WORK,
@@ -245,21 +289,5 @@ int tr_cuda_attention(tr_ops_t *ops, const tr_attn_params_t *p) {
                            : cudaErrorMemoryAllocation;
     free(work);
     TR_CUDA_TRY(e);
-    if (a.n_splits > 1) {
-        size_t th = (size_t)T * H;
-        float *part = (float *)tr_cuda_scratch(self, TR_CUDA_SCRATCH_ATTN_PART,
-                                               (size_t)a.n_splits * th * (D + 2) * sizeof(float));
-        if (!part) return TR_ENOMEM;
-        a.part_o = part;
-        a.part_ml = part + (size_t)a.n_splits * th * D;
-    }
-    dim3 grid((unsigned)n_items, (unsigned)Hk, (unsigned)a.n_splits);
-    s_attn<<<grid, S_THREADS, s_smem_bytes(D), self->stream>>>(a);
-    TR_CUDA_LAUNCHED();
-    if (a.n_splits > 1) {
-        s_combine<<<(unsigned)((size_t)T * H), 128, 0, self->stream>>>(p->out, a.part_o, a.part_ml,
-                                                                       T * H, D, a.n_splits);
-        TR_CUDA_LAUNCHED();
-    }
-    return TR_OK;
+    return s_launch(self, &a, n_items);
 }

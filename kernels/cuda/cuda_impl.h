@@ -66,12 +66,22 @@ typedef struct {
     void *scratch[TR_CUDA_SCRATCH_COUNT];         /* owned */
     size_t scratch_bytes[TR_CUDA_SCRATCH_COUNT];
     int32_t attn_splits;           /* 0: choose from context and SM count; else forced (bench) */
+    int capturing;                 /* between graph_begin and graph_end: scratch may not grow */
+    uint64_t scratch_gen;          /* bumped whenever scratch a forward reads is reallocated:
+                                      graphs recorded before then point at freed memory */
 } tr_cuda_t;
+
+/* A recorded graph (kernels/ops.h tr_ops_graph_t) and the scratch generation it saw. */
+struct tr_ops_graph {
+    cudaGraphExec_t exec;          /* owned */
+    uint64_t scratch_gen;
+};
 
 #define TR_CUDA(ops) ((tr_cuda_t *)(ops))
 
 /* Device scratch of at least `bytes` in slot `which` (old contents are lost); NULL on failure.
- * Growing frees the old buffer (cudaFree waits for the device, so in-flight users finish). */
+ * Growing frees the old buffer (cudaFree waits for the device, so in-flight users finish) and
+ * makes graphs recorded earlier stale; while a graph is being recorded it fails instead. */
 void *tr_cuda_scratch(tr_cuda_t *self, tr_cuda_scratch_t which, size_t bytes);
 
 int tr_cuda_matmul(tr_ops_t *ops, const tr_matmul_params_t *p);

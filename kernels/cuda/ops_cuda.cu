@@ -10,9 +10,10 @@
  *  Ops: every vtable entry is implemented (kernels/cuda/<op>.cu, each beside its oracle in
  *  kernels/ref/). Limits that answer TR_EINVAL with a log line rather than crash: matmul
  *  with q8_0 weights runs a plain (slow) dequantizing kernel, not cuBLAS; rope needs
- *  rot_dim <= 1024; attention needs head_dim <= 256. Not yet here (issue 5 item 2): CUDA
- *  graphs, pinned staging, the executor's `device: cuda:N`. Compiled, but NOT yet run on a
- *  GPU: see docs/cuda.md.                                                              */
+ *  rot_dim <= 1024; attention needs head_dim <= 256. Pinned host memory (host_alloc) and
+ *  async copies serve the executor's staging; graphs are CUDA graphs captured on the
+ *  instance's stream (thread-local capture mode), stale once forward scratch is reallocated.
+ *  Compiled, but NOT yet run on a GPU: see docs/cuda.md.                              */
 #include "kernels/cuda/cuda_impl.h"
 
 #include <stdio.h>
@@ -22,6 +23,14 @@
 
 void *tr_cuda_scratch(tr_cuda_t *self, tr_cuda_scratch_t which, size_t bytes) {
     if (bytes <= self->scratch_bytes[which] && self->scratch[which]) return self->scratch[which];
+    if (self->capturing) {   /* cudaFree/cudaMalloc are not recordable; the caller warms up */
+        TR_ERROR("cuda scratch %d would grow to %zu bytes while a graph is recorded", (int)which,
+                 bytes);
+        return NULL;
+    }
+    /* sampling runs outside graphs; any other slot may be baked into one */
+    if (which != TR_CUDA_SCRATCH_SAMPLE_SORT && which != TR_CUDA_SCRATCH_SAMPLE_ARGS)
+        self->scratch_gen++;
     bytes = (bytes + 4095) & ~(size_t)4095;
     if (self->scratch[which]) cudaFree(self->scratch[which]);
     self->scratch[which] = NULL;
@@ -39,9 +48,12 @@ void *tr_cuda_scratch(tr_cuda_t *self, tr_cuda_scratch_t which, size_t bytes) {
 
 /* ---- instance ---- */
 
+static int s_graph_end(tr_ops_t *ops, tr_ops_graph_t **out);
+
 static void s_destroy(tr_ops_t *ops) {
     tr_cuda_t *self = TR_CUDA(ops);
     cudaSetDevice(self->device);
+    if (self->capturing) s_graph_end(ops, NULL);
     if (self->stream) cudaStreamSynchronize(self->stream);
     for (int i = 0; i < TR_CUDA_SCRATCH_COUNT; i++)
         if (self->scratch[i]) cudaFree(self->scratch[i]);
@@ -91,6 +103,99 @@ static int s_memset(tr_ops_t *ops, void *dst, int value, size_t bytes) {
     return TR_OK;
 }
 
+static int s_memory_info(tr_ops_t *ops, size_t *free_bytes, size_t *total_bytes) {
+    TR_CUDA_TRY(cudaSetDevice(TR_CUDA(ops)->device));
+    TR_CUDA_TRY(cudaMemGetInfo(free_bytes, total_bytes));
+    return TR_OK;
+}
+
+/* Page-locked, so cudaMemcpyAsync from and to it is a real DMA on the stream rather than a
+ * staged copy the host waits for. */
+static void *s_host_alloc(tr_ops_t *ops, size_t bytes) {
+    void *p = NULL;
+    cudaError_t e = cudaHostAlloc(&p, bytes ? bytes : 64, cudaHostAllocDefault);
+    if (e != cudaSuccess) {
+        TR_ERROR("cudaHostAlloc(%zu): %s", bytes, cudaGetErrorString(e));
+        return NULL;
+    }
+    return p;
+}
+
+static void s_host_free(tr_ops_t *ops, void *p) {
+    cudaStreamSynchronize(TR_CUDA(ops)->stream);   /* a copy from p may still be queued */
+    cudaFreeHost(p);
+}
+
+static int s_copy_async(tr_ops_t *ops, void *dst, const void *src, size_t bytes) {
+    if (!bytes) return TR_OK;
+    TR_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, TR_CUDA(ops)->stream));
+    return TR_OK;
+}
+
+static int s_sync(tr_ops_t *ops) {
+    TR_CUDA_TRY(cudaStreamSynchronize(TR_CUDA(ops)->stream));
+    return TR_OK;
+}
+
+/* ---- graphs ---- */
+
+static int s_graph_begin(tr_ops_t *ops) {
+    tr_cuda_t *self = TR_CUDA(ops);
+    if (self->capturing) return TR_EINVAL;
+    /* thread-local mode: only this thread's unsafe calls (a stray cudaMalloc) end it */
+    TR_CUDA_TRY(cudaStreamBeginCapture(self->stream, cudaStreamCaptureModeThreadLocal));
+    self->capturing = 1;
+    return TR_OK;
+}
+
+static int s_graph_end(tr_ops_t *ops, tr_ops_graph_t **out) {
+    tr_cuda_t *self = TR_CUDA(ops);
+    if (!self->capturing) return TR_EINVAL;
+    self->capturing = 0;
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(self->stream, &g);
+    if (e != cudaSuccess || !g) {
+        TR_ERROR("cuda graph capture failed: %s", cudaGetErrorString(e));
+        cudaGetLastError();   /* an invalidated capture leaves a sticky-free error behind */
+        if (g) cudaGraphDestroy(g);
+        return TR_ECUDA;
+    }
+    if (!out) {
+        cudaGraphDestroy(g);
+        return TR_OK;
+    }
+    cudaGraphExec_t exec = NULL;
+    e = cudaGraphInstantiate(&exec, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+        TR_ERROR("cudaGraphInstantiate: %s", cudaGetErrorString(e));
+        cudaGetLastError();
+        return TR_ECUDA;
+    }
+    tr_ops_graph_t *r = (tr_ops_graph_t *)malloc(sizeof(*r));
+    if (!r) {
+        cudaGraphExecDestroy(exec);
+        return TR_ENOMEM;
+    }
+    r->exec = exec;
+    r->scratch_gen = self->scratch_gen;
+    *out = r;
+    return TR_OK;
+}
+
+static int s_graph_launch(tr_ops_t *ops, tr_ops_graph_t *g) {
+    tr_cuda_t *self = TR_CUDA(ops);
+    if (g->scratch_gen != self->scratch_gen) return TR_AGAIN;
+    TR_CUDA_TRY(cudaGraphLaunch(g->exec, self->stream));
+    return TR_OK;
+}
+
+static void s_graph_destroy(tr_ops_t *ops, tr_ops_graph_t *g) {
+    cudaStreamSynchronize(TR_CUDA(ops)->stream);   /* a replay may still be running */
+    cudaGraphExecDestroy(g->exec);
+    free(g);
+}
+
 static int s_upload_weights(tr_ops_t *ops, const void *host, size_t bytes, void **out) {
     void *dev = s_alloc(ops, bytes);
     if (!dev) return TR_ENOMEM;
@@ -120,6 +225,17 @@ static const tr_ops_vtable_t s_vtable = {
     .memset = s_memset,
     .upload_weights = s_upload_weights,
     .release_weights = s_release_weights,
+    .memory_info = s_memory_info,
+    .host_alloc = s_host_alloc,
+    .host_free = s_host_free,
+    .to_device_async = s_copy_async,
+    .to_host_async = s_copy_async,
+    .copy = s_copy_async,
+    .sync = s_sync,
+    .graph_begin = s_graph_begin,
+    .graph_end = s_graph_end,
+    .graph_launch = s_graph_launch,
+    .graph_destroy = s_graph_destroy,
     .matmul = tr_cuda_matmul,
     .matmul_batch = NULL,   /* the wrapper runs them in order: each is one cuBLASLt call */
     .rmsnorm = tr_cuda_rmsnorm,
@@ -137,6 +253,25 @@ static const tr_ops_vtable_t s_vtable = {
     .quantize = tr_cuda_quantize,
     .dequantize = tr_cuda_dequantize,
 };
+
+extern "C" int tr_ops_cuda_probe(int device, char *why, size_t why_size) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        if (why && why_size)
+            snprintf(why, why_size, "no usable GPU (%s)",
+                     e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+        cudaGetLastError();
+        return TR_ENOTSUP;
+    }
+    if (device < 0 || device >= n) {
+        if (why && why_size)
+            snprintf(why, why_size, "no usable GPU: device %d does not exist (%d present)",
+                     device, n);
+        return TR_ENOTSUP;
+    }
+    return TR_OK;
+}
 
 extern "C" tr_ops_t *tr_ops_cuda(int device) {
     int n = 0;

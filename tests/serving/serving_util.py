@@ -27,8 +27,21 @@ PROMPTS = [
 
 
 def serve(args=(), **kw):
-    """A Server for the bundled model (args are added to `troupe serve`)."""
-    return Server(['--model', MODEL] + list(args), **kw)
+    """A Server for the bundled model (args are added to `troupe serve`). With
+    TROUPE_TEST_DEVICE set (e.g. cuda:0, from tests/gpu/run.sh) and no topology in args, the
+    server is one process whose executor runs on that device."""
+    args = list(args)
+    device = os.environ.get('TROUPE_TEST_DEVICE')
+    if device and '-c' not in args:
+        args += ['-c', device_topology(device)]
+    return Server(['--model', MODEL] + args, **kw)
+
+
+def device_topology(device, extra=''):
+    """A one-process topology with every actor and the executor on `device`."""
+    return topology_file('processes:\n  - {name: main, device: %s, actors: [frontend, '
+                         'tokenizer, scheduler, kv_manager, executor, communicator]}\n%s'
+                         % (device, extra))
 
 
 def topology_file(text):

@@ -13,6 +13,8 @@ cases = [
     ('kv: {block_size: 0}\n', 'kv.block_size'),
     ('kv: {n_blocks: -4}\n', 'kv.n_blocks'),
     ('kv: {memory_gb: -1.5}\n', 'kv.memory_gb'),
+    ('kv: {memory_fraction: 0}\n', 'kv.memory_fraction must be in (0, 1]'),
+    ('kv: {memory_fraction: 1.5}\n', 'kv.memory_fraction must be in (0, 1]'),
     ('frontend: {max_message_bytes: 10}\n', 'max_message_bytes'),
 ]
 for yaml, want in cases:
