@@ -16,8 +16,8 @@
  *  vectors along D in registers, broadcasting each probability. The causal mask (and a
  *  sliding window's edge) costs something only in steps that cross it: per key, the rows
  *  that may not see it are a prefix (causal) and a suffix (window) of the tile.
- *  Dot path (fewer rows: decode): per row and key a dot product along D, the step's
- *  scores exponentiated along keys.
+ *  Dot path (fewer rows: decode): per row and key a dot product along D (four keys' sums
+ *  in one transpose-and-add tree), the step's scores exponentiated along keys.
  *
  *  Every score, maximum, exponential and sum of a row is computed by the same sequence of
  *  operations whatever the tile's other rows and whatever register tile it falls in, so
@@ -226,6 +226,39 @@ static inline TR_TARGET void V_FN(s_pv)(float *o, float alpha, const float *p,
     }
 }
 
+/* s[r * CH + j] = q_r . k_j for the step's nk keys: per key a vector of products along D,
+ * four keys' vectors summed by one transpose-and-add tree (a horizontal sum per key cost
+ * as much as the products); keys past the last group of four take s_dot. A key's score
+ * depends only on its place in the step, which absolute positions fix. */
+static inline TR_TARGET void V_FN(s_scores_dot)(const float *const *qr, int32_t R, int32_t D,
+                                                const float *const *kr, int32_t nk, float *s) {
+    const int32_t Dv = D / V_W * V_W;
+    for (int32_t r = 0; r < R; r++) {
+        const float *q = qr[r];
+        float *sr = s + (size_t)r * TR_ATTN_CH;
+        int32_t j = 0;
+        for (; j + 4 <= nk; j += 4) {
+            const float *k0 = kr[j], *k1 = kr[j + 1], *k2 = kr[j + 2], *k3 = kr[j + 3];
+            vf acc[4] = {V_ZERO(), V_ZERO(), V_ZERO(), V_ZERO()};
+            for (int32_t d = 0; d < Dv; d += V_W) {
+                vf qd = V_LOAD(q + d);
+                acc[0] = V_FMA(qd, V_LOAD(k0 + d), acc[0]);
+                acc[1] = V_FMA(qd, V_LOAD(k1 + d), acc[1]);
+                acc[2] = V_FMA(qd, V_LOAD(k2 + d), acc[2]);
+                acc[3] = V_FMA(qd, V_LOAD(k3 + d), acc[3]);
+            }
+            V_FN(s_hsum4)(acc, sr + j);
+            for (int32_t d = Dv; d < D; d++) {
+                sr[j] += q[d] * k0[d];
+                sr[j + 1] += q[d] * k1[d];
+                sr[j + 2] += q[d] * k2[d];
+                sr[j + 3] += q[d] * k3[d];
+            }
+        }
+        for (; j < nk; j++) sr[j] = V_FN(s_dot)(q, kr[j], D);
+    }
+}
+
 /* One step of the dot path over keys j0 .. j0 + nk - 1; s is (R, TR_ATTN_CH). */
 static TR_TARGET void V_FN(s_step_dots)(const tr_attn_params_t *p, int32_t R, int32_t G,
                                         int32_t pos0, int32_t j0, int32_t nk,
@@ -233,9 +266,7 @@ static TR_TARGET void V_FN(s_step_dots)(const tr_attn_params_t *p, int32_t R, in
                                         const float *const *kr, const float *const *vr,
                                         float *o, float *m, float *l) {
     const int32_t D = p->head_dim;
-    for (int32_t r = 0; r < R; r++)
-        for (int32_t j = 0; j < nk; j++)
-            s[(size_t)r * TR_ATTN_CH + j] = V_FN(s_dot)(qr[r], kr[j], D);
+    V_FN(s_scores_dot)(qr, R, D, kr, nk, s);
     for (int32_t r = 0; r < R; r++) {
         int32_t pos = pos0 + r / G;
         int32_t lo = p->sliding_window > 0 ? pos - p->sliding_window + 1 : 0;
@@ -360,18 +391,21 @@ static TR_TARGET void V_FN(s_attn_task)(void *ctx, int32_t task, int32_t thread)
             int32_t end = (j0 / TR_ATTN_CH + 1) * TR_ATTN_CH - 1;
             end = end < s1 ? end : s1;
             int32_t nk = end - j0 + 1;
+            /* consecutive positions: walk (block, offset) instead of dividing per key */
+            int32_t blk = j0 / bs, boff = j0 % bs;
             for (int32_t j = 0; j < nk; j++) {
-                int32_t pj = j0 + j;
-                size_t slot = (size_t)table[pj / bs] * bs + pj % bs;
+                size_t slot = (size_t)table[blk] * bs + boff;
                 kr[j] = p->k_cache + (slot * Hk + g) * D;
                 vr[j] = p->v_cache + (slot * Hk + g) * D;
+                if (++boff == bs) blk++, boff = 0;
             }
             for (int32_t j = nk; rows && j < (nk + S_NJ - 1) / S_NJ * S_NJ; j++) kr[j] = zero;
 #if V_W > 1
             /* the next step's K and V rows, fetched while this one is scored: rows are
              * paged, a stride the hardware prefetcher does not follow */
             for (int32_t pj = end + 1; pj <= jhi && pj <= end + TR_ATTN_CH; pj++) {
-                size_t slot = (size_t)table[pj / bs] * bs + pj % bs;
+                size_t slot = (size_t)table[blk] * bs + boff;
+                if (++boff == bs) blk++, boff = 0;
                 const char *kn = (const char *)(p->k_cache + (slot * Hk + g) * D);
                 const char *vn = (const char *)(p->v_cache + (slot * Hk + g) * D);
                 for (int32_t off = 0; off < D * (int32_t)sizeof(float); off += 64) {

@@ -177,26 +177,6 @@ V_FN(s_gemv_generic)(void *ctx, int32_t task, V_FN(s_gdec32_fn) dec32, s_dec1_fn
 #define V_MT 4
 #endif
 
-/* out[0..3] = horizontal sums of v[0..3] (one transpose-and-add tree, not four HSUMs). */
-static inline TR_TARGET void V_FN(s_hsum4)(const vf *v, float *out) {
-#if V_W == 16
-    __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(v[0], v[1]), _mm512_unpackhi_ps(v[0], v[1]));
-    __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(v[2], v[3]), _mm512_unpackhi_ps(v[2], v[3]));
-    __m512 u = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
-                             _mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
-    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(u), _mm512_extractf32x8_ps(u, 1));
-    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
-#elif V_W == 8
-    __m256 t0 = _mm256_add_ps(_mm256_unpacklo_ps(v[0], v[1]), _mm256_unpackhi_ps(v[0], v[1]));
-    __m256 t1 = _mm256_add_ps(_mm256_unpacklo_ps(v[2], v[3]), _mm256_unpackhi_ps(v[2], v[3]));
-    __m256 u = _mm256_add_ps(_mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
-                             _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
-    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1)));
-#else
-    for (int i = 0; i < 4; i++) out[i] = V_HSUM(v[i]);
-#endif
-}
-
 /* out[i * MT + m] = w_i . x_m for V_NR rows of f32 weights (stride ldw) and MT (1..V_MT)
  * rows of x (stride K). Meanwhile cache lines [l0, l1) of the V_NR stored rows at pf
  * (stride pf_stride bytes; pf may be NULL) are prefetched, spread evenly over the steps:
