@@ -1,4 +1,5 @@
-/*  kernels/cpu/pack_q8_0.c - q8_0 weights repacked at load time for the batch-1 GEMV.
+/*  kernels/cpu/pack_q8_0.c - q8_0 weights repacked at load time for the decode GEMV
+ *  (M = 1 .. TR_MM_MROW_MAX_M rows of x: batch 1 and batched decode).
  *  Oracle: kernels/ref/matmul.c on the GGUF q8_0 weights (tests/kernels/test_pack.c).
  *
  *  Why: in the GGUF layout each 34-byte block (an f16 scale, 32 int8) must be widened to

@@ -16,6 +16,16 @@
 #undef QI_SET1
 #undef QI_DOT
 #undef QI_CVT
+#undef Q_MB
+
+/* Q_MB: rows of x per weight pass (the register tile is Q_MB rows of x by one 16-row group):
+ * AVX-512 has 32 registers for 2 Q_MB integer sums, Q_MB f32 sums and the quants, AVX2
+ * (16, two vectors per group) and scalar code stop at 4. */
+#if V_W == 16   /* not TR_ISA: the VNNI instance is included after isa_instantiate.h */
+#define Q_MB 8
+#else
+#define Q_MB 4
+#endif
 
 #ifdef TR_Q8P_VNNI
 #define Q_FN(name) TR_CAT(V_FN(name), vnni)
@@ -150,15 +160,15 @@ static inline __attribute__((always_inline)) TR_TARGET void
 Q_FN(s_q8p_tile)(const uint8_t *grp, size_t grp_bytes, const int32_t *xq, const float *xs,
                  int32_t nblk, const int G, const int MB, float *out) {
     enum { NV = TR_Q8P_ROWS / V_W };    /* vectors per group */
-    vf acc[4][2 * NV];
-#pragma GCC unroll 4
+    vf acc[Q_MB][2 * NV];
+#pragma GCC unroll 8
     for (int m = 0; m < MB; m++)
 #pragma GCC unroll 32
         for (int v = 0; v < G * NV; v++) acc[m][v] = V_ZERO();
     for (int32_t b = 0; b < nblk; b++) {
         const uint8_t *blk = grp + (size_t)b * TR_Q8P_BLOCK_BYTES;
-        vi hi[4][2 * NV], lo[4][2 * NV];
-#pragma GCC unroll 4
+        vi hi[Q_MB][2 * NV], lo[Q_MB][2 * NV];
+#pragma GCC unroll 8
         for (int m = 0; m < MB; m++)
 #pragma GCC unroll 32
             for (int v = 0; v < G * NV; v++) hi[m][v] = lo[m][v] = QI_ZERO();
@@ -169,7 +179,7 @@ Q_FN(s_q8p_tile)(const uint8_t *grp, size_t grp_bytes, const int32_t *xq, const 
             for (int v = 0; v < G * NV; v++)
                 w[v] = QI_W16(blk + (size_t)(v / NV) * grp_bytes + TR_Q8P_SCALE_BYTES +
                               i * 2 * TR_Q8P_ROWS + (v % NV) * 2 * V_W);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int m = 0; m < MB; m++) {
                 const int32_t *xb = xq + ((size_t)m * nblk + b) * TR_Q8P_BLOCK;
                 vi xh = QI_SET1(xb[i]), xl = QI_SET1(xb[TR_Q8P_BLOCK / 2 + i]);
@@ -183,7 +193,7 @@ Q_FN(s_q8p_tile)(const uint8_t *grp, size_t grp_bytes, const int32_t *xq, const 
 #pragma GCC unroll 32
         for (int v = 0; v < G * NV; v++) {
             vf d = V_LOAD_F16((const uint16_t *)(blk + (size_t)(v / NV) * grp_bytes) + (v % NV) * V_W);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int m = 0; m < MB; m++) {
                 vf s = V_MUL(d, V_SET1(xs[(size_t)m * nblk + b]));
                 vf t = V_FMA(QI_CVT(hi[m][v]), V_SET1(65536.0f), QI_CVT(lo[m][v]));
@@ -191,7 +201,7 @@ Q_FN(s_q8p_tile)(const uint8_t *grp, size_t grp_bytes, const int32_t *xq, const 
             }
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int m = 0; m < MB; m++)
 #pragma GCC unroll 32
         for (int v = 0; v < G * NV; v++) V_STORE(out + m * G * TR_Q8P_ROWS + v * V_W, acc[m][v]);
@@ -202,7 +212,7 @@ Q_FN(s_q8p_rows)(const tr_q8p_gemv_t *a, int32_t g, const int G, int32_t m0, con
     const tr_matmul_params_t *p = a->p;
     const int32_t N = p->N, nblk = p->K / TR_Q8P_BLOCK;
     const size_t grp_bytes = (size_t)nblk * TR_Q8P_BLOCK_BYTES;
-    float out[4 * 2 * TR_Q8P_ROWS];
+    float out[Q_MB * 2 * TR_Q8P_ROWS];
     Q_FN(s_q8p_tile)((const uint8_t *)p->w_packed + (size_t)g * grp_bytes, grp_bytes,
                      a->xq + (size_t)m0 * nblk * TR_Q8P_BLOCK, a->xs + (size_t)m0 * nblk, nblk,
                      G, MB, out);
@@ -217,7 +227,11 @@ Q_FN(s_q8p_rows)(const tr_q8p_gemv_t *a, int32_t g, const int G, int32_t m0, con
     }
 }
 
-/* Pool task: the 16-row groups [task * a->ng, ...) for every row of x. */
+/* Pool task: the 16-row groups [task * a->ng, ...) for every row of x. Each group's
+ * weights are read from memory once and stay in L1/L2 while tiles of up to Q_MB rows of x
+ * pass over them. A row's result does not depend on the tile it falls in, nor on M: every
+ * lane runs the same integer sums and the same f32 steps in the same order, so a request
+ * decodes bitwise the same alone and in a batch of any size up to TR_MM_MROW_MAX_M. */
 static TR_TARGET void Q_FN(s_q8p_gemv)(void *ctx, int32_t task, int32_t thread) {
     const tr_q8p_gemv_t *a = ctx;
     const int32_t M = a->p->M, n_groups = (a->p->N + TR_Q8P_ROWS - 1) / TR_Q8P_ROWS;
@@ -229,14 +243,24 @@ static TR_TARGET void Q_FN(s_q8p_gemv)(void *ctx, int32_t task, int32_t thread) 
         if (g < g1) Q_FN(s_q8p_rows)(a, g, 1, 0, 1);
         return;
     }
+    /* tiles as even as Q_MB allows (M = 9: 5 + 4, not 8 + 1) */
+    const int32_t n_tiles = (M + Q_MB - 1) / Q_MB;
     for (int32_t g = g0; g < g1; g++) {
-        for (int32_t m0 = 0; m0 < M; m0 += 4) {
-            switch (M - m0) {
+        for (int32_t t = 0, m0 = 0; t < n_tiles; t++) {
+            const int32_t mt = M / n_tiles + (t < M % n_tiles);
+            switch (mt) {
             case 1: Q_FN(s_q8p_rows)(a, g, 1, m0, 1); break;
             case 2: Q_FN(s_q8p_rows)(a, g, 1, m0, 2); break;
             case 3: Q_FN(s_q8p_rows)(a, g, 1, m0, 3); break;
-            default: Q_FN(s_q8p_rows)(a, g, 1, m0, 4); break;
+#if Q_MB > 4
+            case 4: Q_FN(s_q8p_rows)(a, g, 1, m0, 4); break;
+            case 5: Q_FN(s_q8p_rows)(a, g, 1, m0, 5); break;
+            case 6: Q_FN(s_q8p_rows)(a, g, 1, m0, 6); break;
+            case 7: Q_FN(s_q8p_rows)(a, g, 1, m0, 7); break;
+#endif
+            default: Q_FN(s_q8p_rows)(a, g, 1, m0, Q_MB); break;
             }
+            m0 += mt;
         }
     }
 }
