@@ -93,16 +93,16 @@ size_t tr_cpu_q8p_bytes(int32_t rows, int32_t cols) {
 }
 
 /* The packed copy, freed by tr_ops_free (free()). From 2 MiB up it is 2 MiB aligned and
- * asks for transparent huge pages: batched decode walks a group of 16 rows at a time, up to
- * 26 KB (K = 1536), so with 4 KiB pages every few groups miss the TLB, and a matrix larger
- * than the L2 TLB's reach (the 28 MB lm_head of SmolLM) stalls on page walks. */
+ * its whole 2 MiB extents ask for transparent huge pages (the tail keeps 4 KiB pages, so no
+ * huge page is filled with nothing): batched decode walks a group of 16 rows at a time, up
+ * to 26 KB (K = 1536), so with 4 KiB pages every few groups miss the TLB, and a matrix
+ * larger than the L2 TLB's reach (the 28 MB lm_head of SmolLM) stalls on page walks. */
 static void *s_alloc_packed(tr_ops_t *ops, size_t bytes) {
     const size_t huge = (size_t)2 << 20;
     if (bytes < huge) return tr_ops_alloc(ops, bytes);
     void *p = NULL;
-    size_t n = (bytes + huge - 1) & ~(huge - 1);
-    if (posix_memalign(&p, huge, n)) return NULL;
-    (void)madvise(p, n, MADV_HUGEPAGE);   /* advice only: 4 KiB pages still work */
+    if (posix_memalign(&p, huge, (bytes + 63) & ~(size_t)63)) return NULL;
+    (void)madvise(p, bytes & ~(huge - 1), MADV_HUGEPAGE);   /* advice: 4 KiB pages work too */
     return p;
 }
 
