@@ -5,8 +5,9 @@
  *      build/bin/bench_matmul [threads] [--m 1,16,128,512] [--shape 2048x2048,576x576]
  *                             [--dtype f32,q8_0] [--reps 10]
  *
- *  A shape is NxK (output features x input features). q8_0 GEMVs run twice: on the GGUF
- *  blocks and on the backend's repacked copy (tr_ops_pack_weights), marked "packed".
+ *  A shape is NxK (output features x input features). q8_0 GEMVs (M <= 64) run twice: on
+ *  the GGUF blocks and on the backend's repacked copy (tr_ops_pack_weights), marked
+ *  "packed".
  *  GEMV sizes (M < 8) cycle through enough copies of the weights to pass 256 MB, so the
  *  weights come from memory, as in a decode step, not from the last-level cache (a 2048 x
  *  8192 q8_0 matrix is 18 MB). Times are the median of --reps runs after a warm-up.     */
@@ -106,7 +107,7 @@ int main(int argc, char **argv) {
                 tr_ops_pack_weights(ops, copies[c], dt, N, K, &packed[c]);
             for (int mi = 0; mi < n_m; mi++) {
                 int32_t M = Ms[mi];
-                for (int pk = 0; pk < (packed[0] && M < 8 ? 2 : 1); pk++) {
+                for (int pk = 0; pk < (packed[0] && M <= 64 ? 2 : 1); pk++) {
                     tr_matmul_params_t p = {.y = y, .x = x, .w_dtype = dt, .M = M, .N = N, .K = K};
                     int r = reps ? reps : M >= 128 ? 3 : 15;
                     double t = s_time(ops, &p, copies, pk ? packed : NULL, M < 8 ? n_copies : 1, r);

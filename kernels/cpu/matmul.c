@@ -11,7 +11,8 @@
 /* Multi-row GEMV from this many rows of x; below, the GEMV (memory-bound decode) path. */
 #define TR_MM_GEMM_MIN_M 8
 /* Up to this many rows of x (batched decode), the multi-row GEMV: weights streamed once,
- * nothing packed; above it (prefill), the packed GEMM. */
+ * nothing packed; above it (prefill), the packed GEMM. q8_0 weights with a packed copy run
+ * the packed GEMV (kernels/cpu/pack_q8_0.c) for every M up to here instead. */
 #define TR_MM_MROW_MAX_M 64
 
 typedef struct {
@@ -74,13 +75,15 @@ static void s_gemv_plan(s_mm_t *a, const tr_matmul_params_t *p, tr_cpu_t *cpu) {
     a->nb = work < 65536 ? p->N : s_task_size(p->N, 4, threads, 64);
 }
 
-/* GEMV on q8_0 weights repacked at load (kernels/cpu/pack_q8_0.c): decode sizes only. */
+/* GEMV on q8_0 weights repacked at load (kernels/cpu/pack_q8_0.c): decode sizes, batch 1
+ * to TR_MM_MROW_MAX_M. One kernel for all of them, so that a row's result does not depend
+ * on how many other rows share the step (a request decodes the same alone and batched). */
 static int s_is_q8p(const tr_matmul_params_t *p) {
-    return p->w_packed && p->M < TR_MM_GEMM_MIN_M;
+    return p->w_packed && p->M <= TR_MM_MROW_MAX_M;
 }
 
 static int s_is_mrow(const tr_matmul_params_t *p) {
-    return p->M >= TR_MM_GEMM_MIN_M && p->M <= TR_MM_MROW_MAX_M;
+    return !s_is_q8p(p) && p->M >= TR_MM_GEMM_MIN_M && p->M <= TR_MM_MROW_MAX_M;
 }
 
 /* Multi-row GEMV tasks: groups of nr rows, at most 8 groups (a task's weights stay in L2). */
@@ -191,7 +194,7 @@ int tr_cpu_matmul(tr_ops_t *ops, const tr_matmul_params_t *p) {
     const s_isa_mm_t *isa = s_isa[TR_CPU_ISA(cpu)];
     int32_t threads = tr_pool_threads(cpu->pool);
     s_mm_t a;
-    if (p->M < TR_MM_GEMM_MIN_M && p->w_packed) {
+    if (s_is_q8p(p)) {
         tr_q8p_gemv_t g;
         if (tr_cpu_reserve_shared(cpu, tr_cpu_q8p_x_bytes(p->M, p->K))) return TR_ENOMEM;
         tr_cpu_q8p_plan(&g, p, cpu, cpu->shared);

@@ -1,4 +1,5 @@
-/*  kernels/cpu/pack_q8_0.c - q8_0 weights repacked at load time for the batch-1 GEMV.
+/*  kernels/cpu/pack_q8_0.c - q8_0 weights repacked at load time for the decode GEMV
+ *  (M = 1 .. TR_MM_MROW_MAX_M rows of x: batch 1 and batched decode).
  *  Oracle: kernels/ref/matmul.c on the GGUF q8_0 weights (tests/kernels/test_pack.c).
  *
  *  Why: in the GGUF layout each 34-byte block (an f16 scale, 32 int8) must be widened to
@@ -25,7 +26,9 @@
  *
  *  Thread: x is packed by the calling thread before the pool run; tasks own 16-row groups. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "kernels/cpu/cpu_impl.h"
 
@@ -89,10 +92,24 @@ size_t tr_cpu_q8p_bytes(int32_t rows, int32_t cols) {
            TR_Q8P_BLOCK_BYTES;
 }
 
+/* The packed copy, freed by tr_ops_free (free()). From 2 MiB up it is 2 MiB aligned and
+ * its whole 2 MiB extents ask for transparent huge pages (the tail keeps 4 KiB pages, so no
+ * huge page is filled with nothing): batched decode walks a group of 16 rows at a time, up
+ * to 26 KB (K = 1536), so with 4 KiB pages every few groups miss the TLB, and a matrix
+ * larger than the L2 TLB's reach (the 28 MB lm_head of SmolLM) stalls on page walks. */
+static void *s_alloc_packed(tr_ops_t *ops, size_t bytes) {
+    const size_t huge = (size_t)2 << 20;
+    if (bytes < huge) return tr_ops_alloc(ops, bytes);
+    void *p = NULL;
+    if (posix_memalign(&p, huge, (bytes + 63) & ~(size_t)63)) return NULL;
+    (void)madvise(p, bytes & ~(huge - 1), MADV_HUGEPAGE);   /* advice: 4 KiB pages work too */
+    return p;
+}
+
 int tr_cpu_pack_weights(tr_ops_t *ops, const void *w, tr_dtype_t dtype, int32_t rows,
                         int32_t cols, void **out) {
     if (dtype != TR_DTYPE_Q8_0) return TR_OK;   /* *out stays NULL: nothing to gain */
-    uint8_t *dst = tr_ops_alloc(ops, tr_cpu_q8p_bytes(rows, cols));
+    uint8_t *dst = s_alloc_packed(ops, tr_cpu_q8p_bytes(rows, cols));
     if (!dst) return TR_ENOMEM;
     s_pack_t a = {.src = w, .dst = dst, .rows = rows, .nblk = cols / TR_Q8P_BLOCK};
     tr_pool_run(TR_CPU(ops)->pool, (rows + TR_Q8P_ROWS - 1) / TR_Q8P_ROWS, s_pack_group, &a);

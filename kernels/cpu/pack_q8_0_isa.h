@@ -16,6 +16,16 @@
 #undef QI_SET1
 #undef QI_DOT
 #undef QI_CVT
+#undef Q_MB
+
+/* Q_MB: rows of x per weight pass (the register tile is Q_MB rows of x by one 16-row group):
+ * AVX-512 has 32 registers for 2 Q_MB integer sums, Q_MB f32 sums and the quants, AVX2
+ * (16, two vectors per group) and scalar code stop at 4. */
+#if V_W == 16   /* not TR_ISA: the VNNI instance is included after isa_instantiate.h */
+#define Q_MB 8
+#else
+#define Q_MB 4
+#endif
 
 #ifdef TR_Q8P_VNNI
 #define Q_FN(name) TR_CAT(V_FN(name), vnni)
@@ -145,20 +155,31 @@ static TR_TARGET void Q_FN(s_q8p_pack_x)(const float *x, int32_t M, int32_t K, i
 
 /* out (MB, G * 16) = G consecutive 16-row groups at grp (nblk blocks each) times MB rows of
  * packed x. The loop over a block's 16 steps is the hot spot: per step one quant load and
- * widening per vector of rows, two dot instructions per vector and row of x. */
+ * widening per vector of rows, two dot instructions per vector and row of x. Meanwhile
+ * pf_lines cache lines from pf (NULL: none) are prefetched, spread evenly over the blocks:
+ * the caller points pf at the part of the next group this tile is to fetch, so that the
+ * weights arrive while the dot products run (batched decode is compute-bound; waiting for
+ * each group's first touch left the lm_head ~20% below the same kernel in cache). */
 static inline __attribute__((always_inline)) TR_TARGET void
 Q_FN(s_q8p_tile)(const uint8_t *grp, size_t grp_bytes, const int32_t *xq, const float *xs,
-                 int32_t nblk, const int G, const int MB, float *out) {
+                 int32_t nblk, const int G, const int MB, float *out, const char *pf,
+                 int32_t pf_lines) {
     enum { NV = TR_Q8P_ROWS / V_W };    /* vectors per group */
-    vf acc[4][2 * NV];
-#pragma GCC unroll 4
+    vf acc[Q_MB][2 * NV];
+#pragma GCC unroll 8
     for (int m = 0; m < MB; m++)
 #pragma GCC unroll 32
         for (int v = 0; v < G * NV; v++) acc[m][v] = V_ZERO();
     for (int32_t b = 0; b < nblk; b++) {
         const uint8_t *blk = grp + (size_t)b * TR_Q8P_BLOCK_BYTES;
-        vi hi[4][2 * NV], lo[4][2 * NV];
-#pragma GCC unroll 4
+#if V_W > 1
+        if (pf) {
+            for (int32_t l = pf_lines * b / nblk; l < pf_lines * (b + 1) / nblk; l++)
+                _mm_prefetch(pf + (size_t)l * 64, _MM_HINT_T0);
+        }
+#endif
+        vi hi[Q_MB][2 * NV], lo[Q_MB][2 * NV];
+#pragma GCC unroll 8
         for (int m = 0; m < MB; m++)
 #pragma GCC unroll 32
             for (int v = 0; v < G * NV; v++) hi[m][v] = lo[m][v] = QI_ZERO();
@@ -169,7 +190,7 @@ Q_FN(s_q8p_tile)(const uint8_t *grp, size_t grp_bytes, const int32_t *xq, const 
             for (int v = 0; v < G * NV; v++)
                 w[v] = QI_W16(blk + (size_t)(v / NV) * grp_bytes + TR_Q8P_SCALE_BYTES +
                               i * 2 * TR_Q8P_ROWS + (v % NV) * 2 * V_W);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int m = 0; m < MB; m++) {
                 const int32_t *xb = xq + ((size_t)m * nblk + b) * TR_Q8P_BLOCK;
                 vi xh = QI_SET1(xb[i]), xl = QI_SET1(xb[TR_Q8P_BLOCK / 2 + i]);
@@ -183,7 +204,7 @@ Q_FN(s_q8p_tile)(const uint8_t *grp, size_t grp_bytes, const int32_t *xq, const 
 #pragma GCC unroll 32
         for (int v = 0; v < G * NV; v++) {
             vf d = V_LOAD_F16((const uint16_t *)(blk + (size_t)(v / NV) * grp_bytes) + (v % NV) * V_W);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int m = 0; m < MB; m++) {
                 vf s = V_MUL(d, V_SET1(xs[(size_t)m * nblk + b]));
                 vf t = V_FMA(QI_CVT(hi[m][v]), V_SET1(65536.0f), QI_CVT(lo[m][v]));
@@ -191,21 +212,22 @@ Q_FN(s_q8p_tile)(const uint8_t *grp, size_t grp_bytes, const int32_t *xq, const 
             }
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int m = 0; m < MB; m++)
 #pragma GCC unroll 32
         for (int v = 0; v < G * NV; v++) V_STORE(out + m * G * TR_Q8P_ROWS + v * V_W, acc[m][v]);
 }
 
 static inline __attribute__((always_inline)) TR_TARGET void
-Q_FN(s_q8p_rows)(const tr_q8p_gemv_t *a, int32_t g, const int G, int32_t m0, const int MB) {
+Q_FN(s_q8p_rows)(const tr_q8p_gemv_t *a, int32_t g, const int G, int32_t m0, const int MB,
+                 const char *pf, int32_t pf_lines) {
     const tr_matmul_params_t *p = a->p;
     const int32_t N = p->N, nblk = p->K / TR_Q8P_BLOCK;
     const size_t grp_bytes = (size_t)nblk * TR_Q8P_BLOCK_BYTES;
-    float out[4 * 2 * TR_Q8P_ROWS];
+    float out[Q_MB * 2 * TR_Q8P_ROWS];
     Q_FN(s_q8p_tile)((const uint8_t *)p->w_packed + (size_t)g * grp_bytes, grp_bytes,
                      a->xq + (size_t)m0 * nblk * TR_Q8P_BLOCK, a->xs + (size_t)m0 * nblk, nblk,
-                     G, MB, out);
+                     G, MB, out, pf, pf_lines);
     for (int m = 0; m < MB; m++) {
         float *y = p->y + (size_t)(m0 + m) * N;
         for (int32_t r = 0; r < G * TR_Q8P_ROWS; r++) {
@@ -217,7 +239,11 @@ Q_FN(s_q8p_rows)(const tr_q8p_gemv_t *a, int32_t g, const int G, int32_t m0, con
     }
 }
 
-/* Pool task: the 16-row groups [task * a->ng, ...) for every row of x. */
+/* Pool task: the 16-row groups [task * a->ng, ...) for every row of x. Each group's
+ * weights are read from memory once and stay in L1/L2 while tiles of up to Q_MB rows of x
+ * pass over them. A row's result does not depend on the tile it falls in, nor on M: every
+ * lane runs the same integer sums and the same f32 steps in the same order, so a request
+ * decodes bitwise the same alone and in a batch of any size up to TR_MM_MROW_MAX_M. */
 static TR_TARGET void Q_FN(s_q8p_gemv)(void *ctx, int32_t task, int32_t thread) {
     const tr_q8p_gemv_t *a = ctx;
     const int32_t M = a->p->M, n_groups = (a->p->N + TR_Q8P_ROWS - 1) / TR_Q8P_ROWS;
@@ -225,18 +251,45 @@ static TR_TARGET void Q_FN(s_q8p_gemv)(void *ctx, int32_t task, int32_t thread) 
     (void)thread;
     if (M == 1) {   /* two groups at a time: four independent integer chains per step */
         int32_t g = g0;
-        for (; g + 2 <= g1; g += 2) Q_FN(s_q8p_rows)(a, g, 2, 0, 1);
-        if (g < g1) Q_FN(s_q8p_rows)(a, g, 1, 0, 1);
+        for (; g + 2 <= g1; g += 2) Q_FN(s_q8p_rows)(a, g, 2, 0, 1, NULL, 0);
+        if (g < g1) Q_FN(s_q8p_rows)(a, g, 1, 0, 1, NULL, 0);
         return;
     }
+    /* tiles as even as Q_MB allows (M = 9: 5 + 4, not 8 + 1); from M = 8 (compute-bound)
+     * each tile prefetches its share of the next group's lines */
+    const int32_t n_tiles = (M + Q_MB - 1) / Q_MB;
+    const size_t grp_bytes = (size_t)(a->p->K / TR_Q8P_BLOCK) * TR_Q8P_BLOCK_BYTES;
+    const int32_t lines = (int32_t)(grp_bytes / 64);
     for (int32_t g = g0; g < g1; g++) {
-        for (int32_t m0 = 0; m0 < M; m0 += 4) {
-            switch (M - m0) {
-            case 1: Q_FN(s_q8p_rows)(a, g, 1, m0, 1); break;
-            case 2: Q_FN(s_q8p_rows)(a, g, 1, m0, 2); break;
-            case 3: Q_FN(s_q8p_rows)(a, g, 1, m0, 3); break;
-            default: Q_FN(s_q8p_rows)(a, g, 1, m0, 4); break;
+        const char *next = M >= 8 && g + 1 < n_groups
+                               ? (const char *)a->p->w_packed + (size_t)(g + 1) * grp_bytes
+                               : NULL;
+        for (int32_t t = 0, m0 = 0; t < n_tiles; t++) {
+            const int32_t mt = M / n_tiles + (t < M % n_tiles);
+            const int32_t l0 = lines * t / n_tiles, nl = lines * (t + 1) / n_tiles - l0;
+            const char *pf = next ? next + (size_t)l0 * 64 : NULL;
+#if V_W > 1
+            /* and the tile's y lines of the next group: the lm_head's y rows (196 KB apart
+             * at M = 16) miss every cache, and a missed store stalls the dot products */
+            for (int32_t m = 0; next && m < mt; m++) {
+                const float *y = a->p->y + (size_t)(m0 + m) * a->p->N + (g + 1) * TR_Q8P_ROWS;
+                _mm_prefetch((const char *)y, _MM_HINT_T0);
+                _mm_prefetch((const char *)(y + TR_Q8P_ROWS - 1), _MM_HINT_T0);
             }
+#endif
+            switch (mt) {
+            case 1: Q_FN(s_q8p_rows)(a, g, 1, m0, 1, pf, nl); break;
+            case 2: Q_FN(s_q8p_rows)(a, g, 1, m0, 2, pf, nl); break;
+            case 3: Q_FN(s_q8p_rows)(a, g, 1, m0, 3, pf, nl); break;
+#if Q_MB > 4
+            case 4: Q_FN(s_q8p_rows)(a, g, 1, m0, 4, pf, nl); break;
+            case 5: Q_FN(s_q8p_rows)(a, g, 1, m0, 5, pf, nl); break;
+            case 6: Q_FN(s_q8p_rows)(a, g, 1, m0, 6, pf, nl); break;
+            case 7: Q_FN(s_q8p_rows)(a, g, 1, m0, 7, pf, nl); break;
+#endif
+            default: Q_FN(s_q8p_rows)(a, g, 1, m0, Q_MB, pf, nl); break;
+            }
+            m0 += mt;
         }
     }
 }
