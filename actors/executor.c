@@ -43,6 +43,7 @@ typedef struct {
     tr_kv_cache_t kv;           /* owned memory */
     int32_t rank, world;
     char device[32];
+    bool park;                  /* executor.park: tr_ops_idle after each step */
     char model_path[512];
     const char *scheduler;      /* borrowed from the topology */
     /* scratch, grown on demand */
@@ -68,6 +69,9 @@ static const tr_handler_t s_handlers[] = {
 
 static const tr_conf_key_t s_conf_keys[] = {
     {"threads", TR_CONF_INT, "CPU worker threads (default: TROUPE_THREADS, else every core)"},
+    {"park", TR_CONF_BOOL,
+     "send the CPU workers to sleep after each step instead of letting them spin for the "
+     "next op (default true: the scheduler and the streaming actors need the cores then)"},
     {"cuda_graphs", TR_CONF_BOOL,
      "record pure-decode steps as CUDA graphs per batch bucket (default true; cuda only)"},
     {NULL, 0, NULL},
@@ -220,6 +224,7 @@ static void *s_self_new(tr_actor_t *actor) {
     self->rank = tr_actor_rank(actor) < 0 ? 0 : tr_actor_rank(actor);
     self->world = tr_serving_count(topo, "executor");
     self->scheduler = tr_serving_name(topo, "scheduler", 0);
+    self->park = tr_conf_get_bool(tr_actor_conf(actor), "park", 1);
     snprintf(self->device, sizeof self->device, "%s", topo->procs[tr_actor_process(actor)].device);
     snprintf(self->model_path, sizeof self->model_path, "%s", tr_serving_model(topo));
     tr_buf_t *bufs[] = {&self->n_tokens, &self->tokens,     &self->start_pos, &self->tables,
@@ -525,7 +530,7 @@ static int s_on_step(void *self_, const tr_msg_t *msg) {
     uint64_t t2 = tr_now_ns();
     /* the scheduler needs the cores now to plan the next step, and so do the actors that
      * stream this one's tokens: do not let the backend's workers spin them away */
-    if (!getenv("TROUPE_NO_PARK")) tr_ops_idle(self->ops);
+    if (self->park) tr_ops_idle(self->ops);
     self->steps++;
     self->tokens_in += (uint64_t)total;
     self->tokens_out += (uint64_t)rows;
