@@ -26,22 +26,6 @@
 
 #define S_MAX_LIST 16
 
-static int s_list(const char *s, int32_t *out, int max) {
-    int n = 0;
-    while (*s && n < max) {
-        out[n++] = atoi(s);
-        s = strchr(s, ',');
-        if (!s) break;
-        s++;
-    }
-    return n;
-}
-
-static int s_cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static uint64_t s_rng = 0x2545f4914f6cdd1dull;
 
 static float s_uniform(void) {
@@ -90,7 +74,7 @@ static void s_time(tr_ops_t *ops, const s_pool_t *pl, int32_t C, int32_t P, int3
         tr_ops_attention(ops, &p);
         t[r] = bench_now() - t0;
     }
-    qsort(t, (size_t)reps, sizeof(double), s_cmp_double);
+    qsort(t, (size_t)reps, sizeof(double), bench_cmp_double);
     *med = t[reps / 2];
     *best = t[0];
     free(t), free(q), free(out);
@@ -103,9 +87,9 @@ int main(int argc, char **argv) {
     int32_t n_dec = 8, dec_ctx = 300, bs = 16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
-        if (!strcmp(a, "--chunk")) n_chunks = s_list(v, chunks, S_MAX_LIST), i++;
-        else if (!strcmp(a, "--pos")) n_pos = s_list(v, pos, S_MAX_LIST), i++;
-        else if (!strcmp(a, "--heads")) s_list(v, heads, 3), i++;
+        if (!strcmp(a, "--chunk")) n_chunks = bench_list(v, chunks, S_MAX_LIST), i++;
+        else if (!strcmp(a, "--pos")) n_pos = bench_list(v, pos, S_MAX_LIST), i++;
+        else if (!strcmp(a, "--heads")) bench_list(v, heads, 3), i++;
         else if (!strcmp(a, "--decode")) n_dec = atoi(v), i++;
         else if (!strcmp(a, "--decode-ctx")) dec_ctx = atoi(v), i++;
         else if (!strcmp(a, "--bs")) bs = atoi(v), i++;

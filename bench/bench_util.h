@@ -22,6 +22,24 @@ static inline double bench_now(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* "1,16,64" -> out[0..n); returns n (at most max). */
+static inline int bench_list(const char *s, int32_t *out, int max) {
+    int n = 0;
+    while (*s && n < max) {
+        out[n++] = atoi(s);
+        s = strchr(s, ',');
+        if (!s) break;
+        s++;
+    }
+    return n;
+}
+
+/* qsort order of doubles, ascending. */
+static inline int bench_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 static inline int bench_cores(void) {
     const char *env = getenv("TROUPE_THREADS");
     if (env && atoi(env) > 0) return atoi(env);

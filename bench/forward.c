@@ -19,22 +19,6 @@
 #include "bench/bench_util.h"
 #include "models/model.h"
 
-static int s_list(const char *s, int32_t *out, int max) {
-    int n = 0;
-    while (*s && n < max) {
-        out[n++] = atoi(s);
-        s = strchr(s, ',');
-        if (!s) break;
-        s++;
-    }
-    return n;
-}
-
-static int s_cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static double s_layer_matmul_params(const tr_model_config_t *c) {
     double qd = (double)c->n_heads * c->head_dim, kvd = (double)c->n_kv_heads * c->head_dim;
     double attn = c->dim * (2 * qd + 2 * kvd);
@@ -126,7 +110,7 @@ static int s_bench(const char *path, int threads, const int32_t *pre, int n_pre,
             if (tr_model_forward(m, &kv, &db, logits)) return 1;
             dts[s] = bench_now() - t1;
         }
-        qsort(dts, steps, sizeof(double), s_cmp_double);
+        qsort(dts, steps, sizeof(double), bench_cmp_double);
         double med = dts[steps / 2];
         double kvb = 2.0 * B * c->n_layers * (ctx + steps / 2) * c->n_kv_heads * c->head_dim * 4;
         double bytes = (double)wbytes + kvb;
@@ -151,8 +135,8 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
         if (!strcmp(a, "--threads")) threads = atoi(v), i++;
-        else if (!strcmp(a, "--prefill")) n_pre = s_list(v, pre, 8), i++;
-        else if (!strcmp(a, "--decode")) n_dec = s_list(v, dec, 8), i++;
+        else if (!strcmp(a, "--prefill")) n_pre = bench_list(v, pre, 8), i++;
+        else if (!strcmp(a, "--decode")) n_dec = bench_list(v, dec, 8), i++;
         else if (!strcmp(a, "--ctx")) ctx = atoi(v), i++;
         else if (!strcmp(a, "--steps")) steps = atoi(v), i++;
         else if (!strcmp(a, "--reps")) reps = atoi(v), i++;

@@ -18,11 +18,6 @@
 
 #define S_GEMV_BYTES (256u << 20)
 
-static int s_cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Median time of one matmul, the weights taken from copies[r % n_copies] for run r (and
  * the packed weights from packed[r % n_copies] when packed is not NULL). */
 static double s_time(tr_ops_t *ops, tr_matmul_params_t *p, void **copies, void **packed,
@@ -38,7 +33,7 @@ static double s_time(tr_ops_t *ops, tr_matmul_params_t *p, void **copies, void *
         tr_ops_matmul(ops, p);
         t[r] = bench_now() - t0;
     }
-    qsort(t, (size_t)reps, sizeof(double), s_cmp_double);
+    qsort(t, (size_t)reps, sizeof(double), bench_cmp_double);
     double med = t[reps / 2];
     free(t);
     return med;
