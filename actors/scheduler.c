@@ -879,7 +879,7 @@ static int s_on_step_done(void *self_, const tr_msg_t *msg) {
         tr_buf_i64(&o->rids, (int64_t)s->rid);
         tr_buf_i32(&o->n_tokens, 1);
         tr_buf_i32(&o->tokens, tok);
-        tr_buf_f32(&o->logprobs, lp);
+        if (n_lp) tr_buf_f32(&o->logprobs, lp);   /* none computed: none sent */
         tr_buf_i32(&o->n_top, s->n_top);
         for (int32_t k = 0; k < s->n_top; k++) {
             uint32_t j = my_top + (uint32_t)k;

@@ -89,7 +89,7 @@ void tr_deltas_buf_send(tr_deltas_buf_t *d, tr_actor_t *actor, const char *to) {
     TR_MSG_SET(&m, deltas, rids, tr_buf_bin(&d->rids));
     TR_MSG_SET(&m, deltas, n_tokens, tr_buf_i32s(&d->n_tokens));
     TR_MSG_SET(&m, deltas, tokens, tr_buf_i32s(&d->tokens));
-    TR_MSG_SET(&m, deltas, logprobs, tr_buf_bin(&d->logprobs));
+    if (d->logprobs.n) TR_MSG_SET(&m, deltas, logprobs, tr_buf_bin(&d->logprobs));
     if (d->top_tokens.n) {
         TR_MSG_SET(&m, deltas, n_top, tr_buf_i32s(&d->n_top));
         TR_MSG_SET(&m, deltas, top_tokens, tr_buf_i32s(&d->top_tokens));

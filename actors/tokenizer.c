@@ -372,9 +372,10 @@ static int32_t s_detok(self_t *self, s_req_t *r, const tr_msg_deltas_t *d, uint3
     tr_buf_i64(&self->out.rids, (int64_t)r->rid);
     tr_buf_i32(&self->out.n_tokens, n);
     tr_buf_put(&self->out.tokens, d->tokens.p + 4 * (size_t)tok_off, 4 * (size_t)n);
+    /* logprobs ride along only when the step computed them (some request asked) */
     if (tr_bin_count(d->logprobs, 4) >= (int64_t)(tok_off + (uint32_t)n))
         tr_buf_put(&self->out.logprobs, d->logprobs.p + 4 * (size_t)tok_off, 4 * (size_t)n);
-    else
+    else if (d->logprobs.n)
         tr_buf_put(&self->out.logprobs, NULL, 4 * (size_t)n);
     tr_buf_i32(&self->out.n_top, n_top);
     if (n_top > 0) {

@@ -1,9 +1,10 @@
 """Streaming against a real server: concatenated deltas == the non-streamed answer; stop
 strings (inside a token and spanning tokens) end with "stop" and are never emitted;
 max_tokens ends with "length" after exactly max_tokens tokens; logprobs."""
+import asyncio
 import math
 
-from serving_util import PROMPTS, Client, serve
+from serving_util import PROMPTS, AsyncClient, Client, serve
 from tap import diag, done_testing, ok
 
 
@@ -118,6 +119,26 @@ with serve() as srv:
        'top_logprobs: 3 per token, the greedy token first')
     ok(r.top_logprobs is not None and all(abs(t[0][1] - lp) < 1e-4 for t, lp in zip(r.top_logprobs, r.logprobs)),
        'the greedy token\'s logprob is its top logprob')
+
+    # logprobs are computed only for steps where some request asked: batched beside requests
+    # that did not ask, a request gets the logprobs it gets alone, and the others get none
+    alone = c.generate(PROMPTS[7], temperature=0, max_tokens=24, logprobs=0, ignore_eos=True)
+
+    async def mixed():
+        async with AsyncClient(srv.endpoint, timeout=120) as ac:
+            return await asyncio.gather(
+                ac.generate(PROMPTS[8], temperature=0, max_tokens=40, ignore_eos=True),
+                ac.generate(PROMPTS[7], temperature=0, max_tokens=24, logprobs=0,
+                            ignore_eos=True),
+                ac.generate(PROMPTS[9], temperature=0, max_tokens=8, ignore_eos=True))
+    before, with_lp, after = asyncio.run(mixed())
+    ok(with_lp.tokens == alone.tokens and with_lp.logprobs is not None
+       and len(with_lp.logprobs) == 24
+       and all(abs(a - b) < 1e-5 for a, b in zip(with_lp.logprobs, alone.logprobs)),
+       'logprobs: batched beside requests without them, the same logprobs as alone')
+    ok(before.logprobs is None and after.logprobs is None,
+       'requests that did not ask get no logprobs (%r, %r)'
+       % (before.logprobs and before.logprobs[:2], after.logprobs and after.logprobs[:2]))
     c.close()
 
 done_testing()
