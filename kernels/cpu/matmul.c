@@ -14,6 +14,12 @@
  * nothing packed; above it (prefill), the packed GEMM. q8_0 weights with a packed copy run
  * the packed GEMV (kernels/cpu/pack_q8_0.c) for every M up to here instead. */
 #define TR_MM_MROW_MAX_M 64
+/* The GEMV prefetches its weights this many bytes ahead of the loads, into L2. A decode
+ * GEMV is one linear stream per task, but its loop does enough work per cache line that the
+ * out-of-order window covers too few lines to keep a core's memory requests in flight: on a
+ * 2-vCPU Xeon (Emerald Rapids) bf16 went from 9.0 to 12.3 GB/s on one core and 18 to 27 GB/s
+ * on two, f32 13.8 to 14.8 (bench_matmul shapes, docs/perf.md); 2-8 KB all do about as well. */
+#define TR_MM_GEMV_PF_BYTES 4096
 
 typedef struct {
     const tr_matmul_params_t *p;

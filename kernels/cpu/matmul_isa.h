@@ -6,7 +6,8 @@
  *  s_dec1_<dtype>. Two kernels:
  *
  *  GEMV (small M, decode): each task owns a range of output features; a weight row is read
- *  once and dotted with up to four rows of x at a time. Memory-bound: streams W once.
+ *  once and dotted with up to four rows of x at a time. Memory-bound: streams W once, with
+ *  software prefetches TR_MM_GEMV_PF_BYTES ahead (the task's rows are one linear stream).
  *
  *  Multi-row GEMV (8 <= M <= TR_MM_MROW_MAX_M, batched decode): each task owns a range of
  *  output features, taken V_NR weight rows at a time. The rows are read once, as f32 in
@@ -76,11 +77,24 @@ typedef float (*V_FN(s_gdec32_fn))(const void *row, int32_t k, vf *out);
 
 /* ---- GEMV ---- */
 
+/* Prefetches, into L2, the lines of the `bytes` at pf + off (pf NULL: nothing). */
+static inline __attribute__((always_inline)) void V_FN(s_gemv_pf)(const char *pf, size_t off,
+                                                                  const int bytes) {
+#if V_W > 1
+    if (pf)
+        for (int l = 0; l < bytes; l += 64) _mm_prefetch(pf + off + l, _MM_HINT_T1);
+#else
+    (void)pf, (void)off, (void)bytes;
+#endif
+}
+
 /* out[i] = x_i . row for MB (1..4) rows of x, 32 weights at a time. SCALED dtypes (q8_0)
- * sum q x over a block and multiply by the block's scale once. */
+ * sum q x over a block and multiply by the block's scale once. SB: bytes of 32 weights;
+ * pf (or NULL): the address to prefetch as the row is read, SB bytes per 32 weights. */
 static inline __attribute__((always_inline)) TR_TARGET void
 V_FN(s_gemv_tile)(const void *row, const float *x, int32_t K, const int MB, float *out,
-                  V_FN(s_gdec32_fn) dec32, s_dec1_fn dec1, const int SCALED) {
+                  V_FN(s_gdec32_fn) dec32, s_dec1_fn dec1, const int SCALED, const int SB,
+                  const char *pf) {
     vf acc[4][2];
 #pragma GCC unroll 4
     for (int i = 0; i < MB; i++) acc[i][0] = acc[i][1] = V_ZERO();
@@ -89,6 +103,7 @@ V_FN(s_gemv_tile)(const void *row, const float *x, int32_t K, const int MB, floa
         /* two blocks per step on alternate accumulators: the per-block scale FMA is the
          * loop-carried chain, so two chains halve its latency */
         for (; k + 64 <= K; k += 64) {
+            V_FN(s_gemv_pf)(pf, (size_t)(k / 32) * SB, 2 * SB);
             vf w0[32 / V_W], w1[32 / V_W];
             float d0 = dec32(row, k, w0), d1 = dec32(row, k + 32, w1);
 #pragma GCC unroll 4
@@ -106,6 +121,7 @@ V_FN(s_gemv_tile)(const void *row, const float *x, int32_t K, const int MB, floa
         }
     }
     for (; k + 32 <= K; k += 32) {
+        V_FN(s_gemv_pf)(pf, (size_t)(k / 32) * SB, SB);
         vf w[32 / V_W];
         float d = dec32(row, k, w);
 #pragma GCC unroll 4
@@ -137,7 +153,7 @@ V_FN(s_gemv_tile)(const void *row, const float *x, int32_t K, const int MB, floa
 
 static inline __attribute__((always_inline)) TR_TARGET void
 V_FN(s_gemv_generic)(void *ctx, int32_t task, V_FN(s_gdec32_fn) dec32, s_dec1_fn dec1,
-                     const int SCALED) {
+                     const int SCALED, const int SB) {
     const s_mm_t *a = ctx;
     const tr_matmul_params_t *p = a->p;
     const int32_t K = p->K, M = p->M, N = p->N;
@@ -148,11 +164,13 @@ V_FN(s_gemv_generic)(void *ctx, int32_t task, V_FN(s_gdec32_fn) dec32, s_dec1_fn
         for (int32_t m0 = 0; m0 < M; m0 += 4) {
             float out[4];
             const float *x = p->x + (size_t)m0 * K;
+            /* the first pass over the row fetches what lies ahead; the rows are contiguous */
+            const char *pf = m0 == 0 ? (const char *)row + TR_MM_GEMV_PF_BYTES : NULL;
             switch (M - m0) {
-            case 1: V_FN(s_gemv_tile)(row, x, K, 1, out, dec32, dec1, SCALED); break;
-            case 2: V_FN(s_gemv_tile)(row, x, K, 2, out, dec32, dec1, SCALED); break;
-            case 3: V_FN(s_gemv_tile)(row, x, K, 3, out, dec32, dec1, SCALED); break;
-            default: V_FN(s_gemv_tile)(row, x, K, 4, out, dec32, dec1, SCALED); break;
+            case 1: V_FN(s_gemv_tile)(row, x, K, 1, out, dec32, dec1, SCALED, SB, pf); break;
+            case 2: V_FN(s_gemv_tile)(row, x, K, 2, out, dec32, dec1, SCALED, SB, pf); break;
+            case 3: V_FN(s_gemv_tile)(row, x, K, 3, out, dec32, dec1, SCALED, SB, pf); break;
+            default: V_FN(s_gemv_tile)(row, x, K, 4, out, dec32, dec1, SCALED, SB, pf); break;
             }
             int32_t mb = M - m0 < 4 ? M - m0 : 4;
             for (int32_t i = 0; i < mb; i++) {
@@ -396,7 +414,7 @@ V_FN(s_gemm_generic)(void *ctx, int32_t task, int32_t thread, V_FN(s_dec32_fn) d
 
 #define TR_DTYPE(E, n, be, bb, nmse)                                                       \
     static TR_TARGET void V_FN(s_gemv_##n)(void *ctx, int32_t task, int32_t thread) {      \
-        V_FN(s_gemv_generic)(ctx, task, V_FN(s_gdec32_##n), s_dec1_##n, be > 1);            \
+        V_FN(s_gemv_generic)(ctx, task, V_FN(s_gdec32_##n), s_dec1_##n, be > 1, bb * 32 / be); \
     }                                                                                      \
     static TR_TARGET void V_FN(s_gemm_##n)(void *ctx, int32_t task, int32_t thread) {      \
         V_FN(s_gemm_generic)(ctx, task, thread, V_FN(s_dec32_##n), s_dec1_##n);             \

@@ -159,11 +159,13 @@ static TR_TARGET void Q_FN(s_q8p_pack_x)(const float *x, int32_t M, int32_t K, i
  * pf_lines cache lines from pf (NULL: none) are prefetched, spread evenly over the blocks:
  * the caller points pf at the part of the next group this tile is to fetch, so that the
  * weights arrive while the dot products run (batched decode is compute-bound; waiting for
- * each group's first touch left the lm_head ~20% below the same kernel in cache). */
+ * each group's first touch left the lm_head ~20% below the same kernel in cache). AHEAD
+ * (batch 1, memory-bound) instead prefetches each group's stream TR_Q8P_PF_BYTES ahead of
+ * its loads, a block's lines over its first steps. */
 static inline __attribute__((always_inline)) TR_TARGET void
 Q_FN(s_q8p_tile)(const uint8_t *grp, size_t grp_bytes, const int32_t *xq, const float *xs,
                  int32_t nblk, const int G, const int MB, float *out, const char *pf,
-                 int32_t pf_lines) {
+                 int32_t pf_lines, const int AHEAD) {
     enum { NV = TR_Q8P_ROWS / V_W };    /* vectors per group */
     vf acc[Q_MB][2 * NV];
 #pragma GCC unroll 8
@@ -185,6 +187,13 @@ Q_FN(s_q8p_tile)(const uint8_t *grp, size_t grp_bytes, const int32_t *xq, const 
             for (int v = 0; v < G * NV; v++) hi[m][v] = lo[m][v] = QI_ZERO();
 #pragma GCC unroll 16
         for (int i = 0; i < TR_Q8P_BLOCK / 2; i++) {
+#if V_W > 1
+            if (AHEAD && i * 64 < TR_Q8P_BLOCK_BYTES)
+#pragma GCC unroll 2
+                for (int gi = 0; gi < G; gi++)
+                    _mm_prefetch((const char *)blk + (size_t)gi * grp_bytes + TR_Q8P_PF_BYTES +
+                                     i * 64, _MM_HINT_T0);
+#endif
             vi w[2 * NV];
 #pragma GCC unroll 32
             for (int v = 0; v < G * NV; v++)
@@ -220,14 +229,14 @@ Q_FN(s_q8p_tile)(const uint8_t *grp, size_t grp_bytes, const int32_t *xq, const 
 
 static inline __attribute__((always_inline)) TR_TARGET void
 Q_FN(s_q8p_rows)(const tr_q8p_gemv_t *a, int32_t g, const int G, int32_t m0, const int MB,
-                 const char *pf, int32_t pf_lines) {
+                 const char *pf, int32_t pf_lines, const int AHEAD) {
     const tr_matmul_params_t *p = a->p;
     const int32_t N = p->N, nblk = p->K / TR_Q8P_BLOCK;
     const size_t grp_bytes = (size_t)nblk * TR_Q8P_BLOCK_BYTES;
     float out[Q_MB * 2 * TR_Q8P_ROWS];
     Q_FN(s_q8p_tile)((const uint8_t *)p->w_packed + (size_t)g * grp_bytes, grp_bytes,
                      a->xq + (size_t)m0 * nblk * TR_Q8P_BLOCK, a->xs + (size_t)m0 * nblk, nblk,
-                     G, MB, out, pf, pf_lines);
+                     G, MB, out, pf, pf_lines, AHEAD);
     for (int m = 0; m < MB; m++) {
         float *y = p->y + (size_t)(m0 + m) * N;
         for (int32_t r = 0; r < G * TR_Q8P_ROWS; r++) {
@@ -249,10 +258,11 @@ static TR_TARGET void Q_FN(s_q8p_gemv)(void *ctx, int32_t task, int32_t thread) 
     const int32_t M = a->p->M, n_groups = (a->p->N + TR_Q8P_ROWS - 1) / TR_Q8P_ROWS;
     int32_t g0 = task * a->ng, g1 = g0 + a->ng < n_groups ? g0 + a->ng : n_groups;
     (void)thread;
-    if (M == 1) {   /* two groups at a time: four independent integer chains per step */
+    if (M == 1) {   /* two groups at a time: four independent integer chains per step;
+                     * memory-bound, so each stream prefetches ahead */
         int32_t g = g0;
-        for (; g + 2 <= g1; g += 2) Q_FN(s_q8p_rows)(a, g, 2, 0, 1, NULL, 0);
-        if (g < g1) Q_FN(s_q8p_rows)(a, g, 1, 0, 1, NULL, 0);
+        for (; g + 2 <= g1; g += 2) Q_FN(s_q8p_rows)(a, g, 2, 0, 1, NULL, 0, 1);
+        if (g < g1) Q_FN(s_q8p_rows)(a, g, 1, 0, 1, NULL, 0, 1);
         return;
     }
     /* tiles as even as Q_MB allows (M = 9: 5 + 4, not 8 + 1); from M = 8 (compute-bound)
@@ -278,16 +288,16 @@ static TR_TARGET void Q_FN(s_q8p_gemv)(void *ctx, int32_t task, int32_t thread) 
             }
 #endif
             switch (mt) {
-            case 1: Q_FN(s_q8p_rows)(a, g, 1, m0, 1, pf, nl); break;
-            case 2: Q_FN(s_q8p_rows)(a, g, 1, m0, 2, pf, nl); break;
-            case 3: Q_FN(s_q8p_rows)(a, g, 1, m0, 3, pf, nl); break;
+            case 1: Q_FN(s_q8p_rows)(a, g, 1, m0, 1, pf, nl, 0); break;
+            case 2: Q_FN(s_q8p_rows)(a, g, 1, m0, 2, pf, nl, 0); break;
+            case 3: Q_FN(s_q8p_rows)(a, g, 1, m0, 3, pf, nl, 0); break;
 #if Q_MB > 4
-            case 4: Q_FN(s_q8p_rows)(a, g, 1, m0, 4, pf, nl); break;
-            case 5: Q_FN(s_q8p_rows)(a, g, 1, m0, 5, pf, nl); break;
-            case 6: Q_FN(s_q8p_rows)(a, g, 1, m0, 6, pf, nl); break;
-            case 7: Q_FN(s_q8p_rows)(a, g, 1, m0, 7, pf, nl); break;
+            case 4: Q_FN(s_q8p_rows)(a, g, 1, m0, 4, pf, nl, 0); break;
+            case 5: Q_FN(s_q8p_rows)(a, g, 1, m0, 5, pf, nl, 0); break;
+            case 6: Q_FN(s_q8p_rows)(a, g, 1, m0, 6, pf, nl, 0); break;
+            case 7: Q_FN(s_q8p_rows)(a, g, 1, m0, 7, pf, nl, 0); break;
 #endif
-            default: Q_FN(s_q8p_rows)(a, g, 1, m0, Q_MB, pf, nl); break;
+            default: Q_FN(s_q8p_rows)(a, g, 1, m0, Q_MB, pf, nl, 0); break;
             }
             m0 += mt;
         }
