@@ -20,6 +20,9 @@
  * 2-vCPU Xeon (Emerald Rapids) bf16 went from 9.0 to 12.3 GB/s on one core and 18 to 27 GB/s
  * on two, f32 13.8 to 14.8 (bench_matmul shapes, docs/perf.md); 2-8 KB all do about as well. */
 #define TR_MM_GEMV_PF_BYTES 4096
+/* A GEMV task streams at least this many bytes of weights (when there are enough for every
+ * thread): each task starts a new stream, whose first lines arrive at memory latency. */
+#define TR_MM_GEMV_TASK_BYTES (64 << 10)
 
 typedef struct {
     const tr_matmul_params_t *p;
@@ -79,6 +82,11 @@ static void s_gemv_plan(s_mm_t *a, const tr_matmul_params_t *p, tr_cpu_t *cpu) {
     *a = (s_mm_t){.p = p, .cpu = cpu, .row_bytes = tr_dtype_row_bytes(p->w_dtype, p->K)};
     int64_t work = (int64_t)p->M * p->N * p->K;
     a->nb = work < 65536 ? p->N : s_task_size(p->N, 4, threads, 64);
+    /* at least TR_MM_GEMV_TASK_BYTES of weights a task, as long as every thread gets one */
+    int32_t min_rows = (int32_t)((TR_MM_GEMV_TASK_BYTES + a->row_bytes - 1) / a->row_bytes);
+    int32_t even = (p->N + threads - 1) / threads;
+    min_rows = (min_rows < even ? min_rows : even + 3) / 4 * 4;
+    a->nb = a->nb > min_rows ? a->nb : min_rows > 0 ? min_rows : 4;
 }
 
 /* GEMV on q8_0 weights repacked at load (kernels/cpu/pack_q8_0.c): decode sizes, batch 1

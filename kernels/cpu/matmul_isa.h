@@ -158,6 +158,10 @@ V_FN(s_gemv_generic)(void *ctx, int32_t task, V_FN(s_gdec32_fn) dec32, s_dec1_fn
     const tr_matmul_params_t *p = a->p;
     const int32_t K = p->K, M = p->M, N = p->N;
     int32_t n0 = task * a->nb, n1 = n0 + a->nb < N ? n0 + a->nb : N;
+    /* the lines up to the prefetch distance at once: a task starts a new stream, whose
+     * first loads would otherwise miss one after another */
+    if (n0 < n1)
+        V_FN(s_gemv_pf)((const char *)p->w, (size_t)n0 * a->row_bytes, TR_MM_GEMV_PF_BYTES);
     for (int32_t n = n0; n < n1; n++) {
         const void *row = (const char *)p->w + (size_t)n * a->row_bytes;
         float bias = p->bias ? p->bias[n] : 0.0f;

@@ -40,6 +40,8 @@
  * the plain GEMV does, kernels/cpu/matmul.c): on a 2-vCPU Xeon 10.7 -> 12.5 GB/s on one
  * core, 18.1 -> 20.8 on two (1536 x 576); 2-4 KB do alike, 8 KB less. */
 #define TR_Q8P_PF_BYTES 2048
+/* Batch-1 GEMV tasks stream at least this many bytes (kernels/cpu/matmul.c does alike). */
+#define TR_Q8P_TASK_BYTES (64 << 10)
 
 /* e with amax < 2^e for a normal amax (frexp's exponent); below -125 for zero and
  * subnormals, above 128 for inf and NaN. */
@@ -142,6 +144,14 @@ void tr_cpu_q8p_plan(tr_q8p_gemv_t *a, const tr_matmul_params_t *p, tr_cpu_t *cp
     int64_t work = (int64_t)p->M * p->N * p->K;
     int32_t per = n_groups / (threads * 8);
     per = per < 2 ? 2 : per > 16 ? 16 : per & ~1;
+    if (p->M < 8) {   /* memory-bound: at least TR_Q8P_TASK_BYTES a task, if every thread
+                       * still gets one (a task starts new streams, at memory latency) */
+        const size_t grp_bytes = (size_t)nblk * TR_Q8P_BLOCK_BYTES;
+        int32_t min = (int32_t)((TR_Q8P_TASK_BYTES + grp_bytes - 1) / grp_bytes);
+        int32_t even = (n_groups + threads - 1) / threads;
+        min = (min < even ? min : even + 1) & ~1;
+        per = per > min ? per : min;
+    }
     a->ng = work < 65536 ? n_groups : per;
     a->n_tasks = (n_groups + a->ng - 1) / a->ng;
 }

@@ -261,6 +261,14 @@ static TR_TARGET void Q_FN(s_q8p_gemv)(void *ctx, int32_t task, int32_t thread) 
     if (M == 1) {   /* two groups at a time: four independent integer chains per step;
                      * memory-bound, so each stream prefetches ahead */
         int32_t g = g0;
+#if V_W > 1
+        /* the lines before the prefetch distance at once: the task starts two new streams */
+        const size_t grp_bytes = (size_t)(a->p->K / TR_Q8P_BLOCK) * TR_Q8P_BLOCK_BYTES;
+        for (int32_t gi = g0; gi < g0 + 2 && gi < g1; gi++)
+            for (int l = 0; l < TR_Q8P_PF_BYTES; l += 64)
+                _mm_prefetch((const char *)a->p->w_packed + (size_t)gi * grp_bytes + l,
+                             _MM_HINT_T0);
+#endif
         for (; g + 2 <= g1; g += 2) Q_FN(s_q8p_rows)(a, g, 2, 0, 1, NULL, 0, 1);
         if (g < g1) Q_FN(s_q8p_rows)(a, g, 1, 0, 1, NULL, 0, 1);
         return;
