@@ -321,19 +321,27 @@ V_FN(s_mrow_generic)(void *ctx, int32_t task, int32_t thread, V_FN(s_dec32_fn) d
 
 /* ---- GEMM ---- */
 
-/* Packs token panel `task` of x into (K, MP), zero-padding tokens past M. */
+/* Packs token panel `task` of x into (K, MP), zero-padding tokens past M. K is taken in
+ * slices of 16 so that the panel lines being written stay in L1: a whole column of the
+ * panel (K lines 4 MP bytes apart) maps onto a fraction of L1's sets, and writing one token
+ * down all of K at a time missed L1 on nearly every store (~7 cycles a value, 10% of a
+ * 512-token prefill on one core). */
 static TR_TARGET void V_FN(s_pack_x)(void *ctx, int32_t task, int32_t thread) {
     const s_mm_t *a = ctx;
     const tr_matmul_params_t *p = a->p;
     const int32_t K = p->K, MP = a->mp;
     float *xp = a->xp + (size_t)task * K * MP;
-    for (int32_t j = 0; j < MP; j++) {
-        int32_t m = task * MP + j;
-        if (m < p->M) {
-            const float *x = p->x + (size_t)m * K;
-            for (int32_t k = 0; k < K; k++) xp[(size_t)k * MP + j] = x[k];
-        } else {
-            for (int32_t k = 0; k < K; k++) xp[(size_t)k * MP + j] = 0.0f;
+    for (int32_t k0 = 0; k0 < K; k0 += 16) {
+        const int32_t kn = K - k0 < 16 ? K - k0 : 16;
+        float *dst = xp + (size_t)k0 * MP;
+        for (int32_t j = 0; j < MP; j++) {
+            int32_t m = task * MP + j;
+            if (m < p->M) {
+                const float *x = p->x + (size_t)m * K + k0;
+                for (int32_t t = 0; t < kn; t++) dst[(size_t)t * MP + j] = x[t];
+            } else {
+                for (int32_t t = 0; t < kn; t++) dst[(size_t)t * MP + j] = 0.0f;
+            }
         }
     }
 }
