@@ -4,6 +4,7 @@
  *                              [--decode 1,16] [--ctx 128] [--steps 16] [--reps 3]
  *
  *  Prefill: one sequence of T tokens from position 0, logits of the last; best of --reps.
+ *  A length or batch of 0 (or an empty list) skips that part: --prefill 0 times decode only.
  *  Achieved GFLOP/s counts 2 FLOP per multiply-add of every matmul (the q/k/v/o and MLP
  *  weights of each layer for T tokens, the head for one) plus attention (QK^T and PV over
  *  the causal triangle: 4 H D T(T+1)/2 per layer), against the FMA peak that
@@ -73,6 +74,7 @@ static int s_bench(const char *path, int threads, const int32_t *pre, int n_pre,
 
     for (int i = 0; i < n_pre; i++) {
         int32_t T = pre[i], zero = 0;
+        if (T <= 0) continue;   /* --prefill 0: none */
         tr_batch_t b = {.n_seqs = 1, .n_tokens = &T, .tokens = tokens, .start_pos = &zero,
                         .block_tables = tables, .max_blocks = per};
         double best = 1e9;
@@ -90,6 +92,7 @@ static int s_bench(const char *path, int threads, const int32_t *pre, int n_pre,
     }
     for (int i = 0; i < n_dec; i++) {
         int32_t B = dec[i];
+        if (B <= 0) continue;   /* --decode 0: none */
         /* prefill ctx tokens for every sequence */
         for (int32_t b = 0; b < B; b++) {
             n_tok[b] = ctx;
