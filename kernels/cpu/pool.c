@@ -4,7 +4,10 @@
  *  holding (g << 32 | next task). Anyone, the caller included, takes task i by moving claim
  *  from (g, i) to (g, i + 1) with a compare-and-swap, so a worker that wakes late for g, or
  *  after g has finished, can never run a task of another job with g's arguments: its CAS
- *  fails once the generation moves on. The caller returns when `completed` reaches n_tasks;
+ *  fails once the generation moves on; before the next run's arguments are written the old
+ *  generation is closed (its next task set past any n_tasks), so a worker holding the old
+ *  generation cannot claim with the new arguments either. The caller returns when
+ *  `completed` reaches n_tasks;
  *  it never waits for a worker that took nothing (the machine may be oversubscribed and a
  *  worker descheduled). A worker waits for the next generation by spinning for about
  *  TR_POOL_SPIN_NS, then on the condition variable, re-checking under the mutex (the caller
@@ -18,6 +21,8 @@
 #include <time.h>
 
 #define TR_POOL_SPIN_NS 1000000   /* 1 ms: longer than the gap between two ops of a step */
+/* Task index of a finished generation: above any n_tasks, so nothing more is claimed. */
+#define TR_POOL_CLOSED 0x7fffffffu
 
 struct tr_pool {
     int32_t n_threads;
@@ -60,6 +65,9 @@ static void s_work(tr_pool_t *self, uint32_t g, int32_t thread) {
     tr_pool_fn fn = atomic_load_explicit(&self->fn, memory_order_relaxed);
     void *ctx = atomic_load_explicit(&self->ctx, memory_order_relaxed);
     uint32_t n = (uint32_t)atomic_load_explicit(&self->n_tasks, memory_order_relaxed);
+    /* pairs with the release fence in tr_pool_run: arguments of a later run come with g
+     * closed, so they are never used for a task of g */
+    atomic_thread_fence(memory_order_acquire);
     uint64_t v = atomic_load_explicit(&self->claim, memory_order_acquire);
     while (s_gen(v) == g && (uint32_t)v < n) {
         if (!atomic_compare_exchange_weak_explicit(&self->claim, &v, v + 1, memory_order_acq_rel,
@@ -166,12 +174,20 @@ void tr_pool_run(tr_pool_t *self, int32_t n_tasks, tr_pool_fn fn, void *ctx) {
         for (int32_t t = 0; t < n_tasks; t++) fn(ctx, t, 0);
         return;
     }
+    /* close the previous generation before its arguments are overwritten: a worker that
+     * saw it late has read (or will read) this run's fn, ctx and n_tasks, and with the old
+     * generation still open at its last task index it could claim a task past the old
+     * run's end with them, run it against a context being planned and count it in this
+     * run's `completed` (seen as garbage outputs and crashes under load) */
+    uint32_t g = s_gen(atomic_load_explicit(&self->claim, memory_order_relaxed)) + 1;
+    atomic_store_explicit(&self->claim, (uint64_t)(g - 1) << 32 | TR_POOL_CLOSED,
+                          memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
     atomic_store_explicit(&self->fn, fn, memory_order_relaxed);
     atomic_store_explicit(&self->ctx, ctx, memory_order_relaxed);
     atomic_store_explicit(&self->n_tasks, n_tasks, memory_order_relaxed);
     atomic_store_explicit(&self->completed, 0, memory_order_relaxed);
     atomic_store_explicit(&self->park, 0, memory_order_relaxed);
-    uint32_t g = s_gen(atomic_load_explicit(&self->claim, memory_order_relaxed)) + 1;
     atomic_store_explicit(&self->claim, (uint64_t)g << 32, memory_order_release);
     pthread_mutex_lock(&self->mu);
     if (self->n_sleeping) pthread_cond_broadcast(&self->cv);
