@@ -32,6 +32,17 @@ int tr_cpu_reserve(tr_cpu_t *cpu, size_t bytes);
 /* Grows the shared arena to at least `bytes`. */
 int tr_cpu_reserve_shared(tr_cpu_t *cpu, size_t bytes);
 
+/* The fewest units (rows, row groups) a memory-bound task should take so that it streams
+ * at least `bytes` when each unit is `unit_bytes`, but never more than every thread's even
+ * share of n_units: that minimum rounded down to a multiple of `mult`, or the share rounded
+ * up. A task starts new streams, whose first lines arrive at memory latency. */
+static inline int32_t tr_cpu_stream_units(size_t bytes, size_t unit_bytes, int32_t n_units,
+                                          int32_t threads, int32_t mult) {
+    int32_t min = (int32_t)((bytes + unit_bytes - 1) / unit_bytes);
+    int32_t even = (n_units + threads - 1) / threads;
+    return min < even ? min / mult * mult : (even + mult - 1) / mult * mult;
+}
+
 /* ---- packed q8_0 GEMV (kernels/cpu/pack_q8_0.c) ---- */
 
 /* One packed GEMV run: x packed once by tr_cpu_q8p_plan, tasks of ng 16-row groups. */

@@ -82,11 +82,8 @@ static void s_gemv_plan(s_mm_t *a, const tr_matmul_params_t *p, tr_cpu_t *cpu) {
     *a = (s_mm_t){.p = p, .cpu = cpu, .row_bytes = tr_dtype_row_bytes(p->w_dtype, p->K)};
     int64_t work = (int64_t)p->M * p->N * p->K;
     a->nb = work < 65536 ? p->N : s_task_size(p->N, 4, threads, 64);
-    /* at least TR_MM_GEMV_TASK_BYTES of weights a task, as long as every thread gets one */
-    int32_t min_rows = (int32_t)((TR_MM_GEMV_TASK_BYTES + a->row_bytes - 1) / a->row_bytes);
-    int32_t even = (p->N + threads - 1) / threads;
-    min_rows = (min_rows < even ? min_rows : even + 3) / 4 * 4;
-    a->nb = a->nb > min_rows ? a->nb : min_rows > 0 ? min_rows : 4;
+    int32_t min_rows = tr_cpu_stream_units(TR_MM_GEMV_TASK_BYTES, a->row_bytes, p->N, threads, 4);
+    a->nb = a->nb > min_rows ? a->nb : min_rows;
 }
 
 /* GEMV on q8_0 weights repacked at load (kernels/cpu/pack_q8_0.c): decode sizes, batch 1

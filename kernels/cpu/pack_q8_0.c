@@ -144,12 +144,9 @@ void tr_cpu_q8p_plan(tr_q8p_gemv_t *a, const tr_matmul_params_t *p, tr_cpu_t *cp
     int64_t work = (int64_t)p->M * p->N * p->K;
     int32_t per = n_groups / (threads * 8);
     per = per < 2 ? 2 : per > 16 ? 16 : per & ~1;
-    if (p->M < 8) {   /* memory-bound: at least TR_Q8P_TASK_BYTES a task, if every thread
-                       * still gets one (a task starts new streams, at memory latency) */
-        const size_t grp_bytes = (size_t)nblk * TR_Q8P_BLOCK_BYTES;
-        int32_t min = (int32_t)((TR_Q8P_TASK_BYTES + grp_bytes - 1) / grp_bytes);
-        int32_t even = (n_groups + threads - 1) / threads;
-        min = (min < even ? min : even + 1) & ~1;
+    if (p->M < 8) {   /* memory-bound: at least TR_Q8P_TASK_BYTES a task */
+        int32_t min = tr_cpu_stream_units(TR_Q8P_TASK_BYTES, (size_t)nblk * TR_Q8P_BLOCK_BYTES,
+                                          n_groups, threads, 2);
         per = per > min ? per : min;
     }
     a->ng = work < 65536 ? n_groups : per;
