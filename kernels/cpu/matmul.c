@@ -18,7 +18,7 @@
  * GEMV is one linear stream per task, but its loop does enough work per cache line that the
  * out-of-order window covers too few lines to keep a core's memory requests in flight: on a
  * 2-vCPU Xeon (Emerald Rapids) bf16 went from 9.0 to 12.3 GB/s on one core and 18 to 27 GB/s
- * on two, f32 13.8 to 14.8 (bench_matmul shapes, docs/perf.md); 2-8 KB all do about as well. */
+ * on two, f32 13.8 to 14.8 (docs/perf.md, session 4); 2-8 KB all do about as well. */
 #define TR_MM_GEMV_PF_BYTES 4096
 /* A GEMV task streams at least this many bytes of weights (when there are enough for every
  * thread): each task starts a new stream, whose first lines arrive at memory latency. */
