@@ -1,7 +1,8 @@
 /*  bench/bench_util.h - shared pieces of the benchmarks: a monotonic clock, the machine's
  *  read bandwidth (bench_membw: every core streams its slice of a buffer far larger than
  *  the last-level cache, summing it with the widest vector loads the CPU has; best of
- *  several passes) and its FMA peak (bench_fma_peak: every core runs independent chains
+ *  several passes; bench_bw_t keeps such a reader open so that a benchmark can time a read
+ *  of the same bytes beside each step it measures) and its FMA peak (bench_fma_peak: every core runs independent chains
  *  of vector FMAs; FLOP = 2 per lane per FMA). Header-only; each benchmark is one program.
  *  The figures are what forward.c compares its decode GB/s and prefill GFLOP/s against. */
 #ifndef TR_BENCH_UTIL_H
@@ -49,14 +50,6 @@ static inline int bench_cores(void) {
 
 /* ---- read bandwidth ---- */
 
-typedef struct {
-    const float *p;
-    size_t n;
-    pthread_barrier_t *bar;
-    double sum;
-    int passes;
-} bench_bw_arg_t;
-
 __attribute__((target("avx512f"))) static float bench_sum_avx512(const float *p, size_t n) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (size_t i = 0; i + 64 <= n; i += 64) {
@@ -81,42 +74,100 @@ __attribute__((target("avx2"))) static float bench_sum_avx2(const float *p, size
     return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
 }
 
+static float bench_sum(const float *p, size_t n) {
+    return __builtin_cpu_supports("avx512f") ? bench_sum_avx512(p, n) : bench_sum_avx2(p, n);
+}
+
+/* A streaming reader: `threads` threads that, per pass, each sum their share of the next
+ * bytes of a ring buffer far larger than the last-level cache. A pass starts where the
+ * last one stopped, so passes shorter than the ring never find their lines in cache. */
+typedef struct bench_bw bench_bw_t;
+
+typedef struct {
+    bench_bw_t *bw;
+    int t;
+} bench_bw_arg_t;
+
+struct bench_bw {
+    float *buf;
+    size_t n;              /* floats in buf, a multiple of 64 */
+    size_t pos, len;       /* this pass: floats [pos, pos + len) modulo n */
+    int threads, stop;
+    pthread_t *th;
+    bench_bw_arg_t *args;
+    pthread_barrier_t bar;
+    volatile float sink;
+};
+
 static void *bench_bw_thread(void *argp) {
     bench_bw_arg_t *a = argp;
-    int avx512 = __builtin_cpu_supports("avx512f");
-    for (int i = 0; i < a->passes; i++) {
-        pthread_barrier_wait(a->bar);
-        a->sum += avx512 ? bench_sum_avx512(a->p, a->n) : bench_sum_avx2(a->p, a->n);
-        pthread_barrier_wait(a->bar);
+    bench_bw_t *bw = a->bw;
+    for (;;) {
+        pthread_barrier_wait(&bw->bar);
+        if (bw->stop) break;
+        /* this thread's share, in whole 64-float lines, cut where the ring wraps */
+        size_t share = (bw->len / 64 + bw->threads - 1) / bw->threads * 64;
+        size_t lo = share * a->t, hi = lo + share < bw->len ? lo + share : bw->len;
+        float s = 0;
+        for (size_t i = lo; i < hi;) {
+            size_t at = (bw->pos + i) % bw->n, run = bw->n - at < hi - i ? bw->n - at : hi - i;
+            s += bench_sum(bw->buf + at, run);
+            i += run;
+        }
+        if (s == -1.0f) bw->sink = s;   /* the sums are used */
+        pthread_barrier_wait(&bw->bar);
     }
     return NULL;
 }
 
+/* Allocates and faults in a ring of `bytes` and starts its threads; 0, or -1. */
+static inline int bench_bw_open(bench_bw_t *bw, size_t bytes, int threads) {
+    memset(bw, 0, sizeof(*bw));
+    bw->n = bytes / sizeof(float) / 64 * 64;
+    bw->threads = threads;
+    if (!bw->n || posix_memalign((void **)&bw->buf, 64, bw->n * sizeof(float))) return -1;
+    for (size_t i = 0; i < bw->n; i++) bw->buf[i] = (float)(i & 1023);   /* fault pages in */
+    pthread_barrier_init(&bw->bar, NULL, (unsigned)threads + 1);
+    bw->th = calloc(threads, sizeof(pthread_t));
+    bw->args = calloc(threads, sizeof(bench_bw_arg_t));
+    for (int t = 0; t < threads; t++) {
+        bw->args[t] = (bench_bw_arg_t){bw, t};
+        pthread_create(&bw->th[t], NULL, bench_bw_thread, &bw->args[t]);
+    }
+    return 0;
+}
+
+/* Seconds the threads take to read the ring's next `bytes` (wrapping as often as needed). */
+static inline double bench_bw_pass(bench_bw_t *bw, size_t bytes) {
+    bw->len = bytes / sizeof(float) / 64 * 64;
+    pthread_barrier_wait(&bw->bar);
+    double t0 = bench_now();
+    pthread_barrier_wait(&bw->bar);
+    double dt = bench_now() - t0;
+    bw->pos = (bw->pos + bw->len) % bw->n;
+    return dt;
+}
+
+static inline void bench_bw_close(bench_bw_t *bw) {
+    if (!bw->buf) return;
+    bw->stop = 1;
+    pthread_barrier_wait(&bw->bar);
+    for (int t = 0; t < bw->threads; t++) pthread_join(bw->th[t], NULL);
+    pthread_barrier_destroy(&bw->bar);
+    free(bw->th), free(bw->args), free(bw->buf);
+    memset(bw, 0, sizeof(*bw));
+}
+
 /* Best read bandwidth in GB/s over `passes` passes of a `bytes` buffer with `threads`. */
 static inline double bench_membw(size_t bytes, int threads, int passes) {
-    size_t n = bytes / sizeof(float) / 64 / threads * 64 * threads;
-    float *buf = NULL;
-    if (posix_memalign((void **)&buf, 64, n * sizeof(float))) return 0;
-    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 1023);   /* fault every page in */
-    pthread_barrier_t bar;
-    pthread_barrier_init(&bar, NULL, (unsigned)threads + 1);
-    pthread_t *th = calloc(threads, sizeof(pthread_t));
-    bench_bw_arg_t *args = calloc(threads, sizeof(bench_bw_arg_t));
-    for (int t = 0; t < threads; t++) {
-        args[t] = (bench_bw_arg_t){buf + n / threads * t, n / threads, &bar, 0, passes};
-        pthread_create(&th[t], NULL, bench_bw_thread, &args[t]);
-    }
+    bench_bw_t bw;
+    if (bench_bw_open(&bw, bytes, threads)) return 0;
     double best = 0;
     for (int i = 0; i < passes; i++) {
-        pthread_barrier_wait(&bar);
-        double t0 = bench_now();
-        pthread_barrier_wait(&bar);
-        double gbs = n * sizeof(float) / (bench_now() - t0) / 1e9;
+        double gbs = bw.n * sizeof(float) / bench_bw_pass(&bw, bw.n * sizeof(float)) / 1e9;
         best = gbs > best ? gbs : best;
     }
-    for (int t = 0; t < threads; t++) pthread_join(th[t], NULL);
-    pthread_barrier_destroy(&bar);
-    free(th), free(args), free(buf);
+    bench_bw_close(&bw);
     return best;
 }
 

@@ -12,7 +12,10 @@
  *  Decode: B sequences, each with --ctx tokens already cached, advance one token per step
  *  for --steps steps; tokens/s = B / median step time. Achieved GB/s counts the bytes a
  *  step must read: every weight matrix once (tr_model_weight_bytes) plus each sequence's
- *  K and V cache, against the read bandwidth measured on the same threads.         */
+ *  K and V cache, against the read bandwidth measured on the same threads: once as the
+ *  best pass before the runs, and once paired, as a plain read of the same bytes right
+ *  after each step (bench_bw_t): on a shared machine whose bandwidth moves from second to
+ *  second, the median of the per-step ratios compares the two under the same load.  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +39,7 @@ static void s_tables(int32_t *t, int32_t B, int32_t per) {
 
 static int s_bench(const char *path, int threads, const int32_t *pre, int n_pre,
                    const int32_t *dec, int n_dec, int32_t ctx, int32_t steps, int reps,
-                   double peak, double bw) {
+                   double peak, double bw, bench_bw_t *ring) {
     tr_ops_cpu_opts_t o = {.n_threads = threads};
     tr_ops_t *ops = tr_ops_cpu_new(&o);
     char err[512];
@@ -101,7 +104,9 @@ static int s_bench(const char *path, int threads, const int32_t *pre, int n_pre,
         tr_batch_t pb = {.n_seqs = B, .n_tokens = n_tok, .tokens = tokens, .start_pos = start,
                          .block_tables = tables, .max_blocks = per};
         if (tr_model_forward(m, &kv, &pb, logits)) return 1;
-        double *dts = malloc(steps * sizeof(double));
+        double kvb = 2.0 * B * c->n_layers * (ctx + steps / 2) * c->n_kv_heads * c->head_dim * 4;
+        double bytes = (double)wbytes + kvb;
+        double *dts = malloc(3 * steps * sizeof(double)), *rds = dts + steps, *ratio = rds + steps;
         for (int32_t s = 0; s < steps; s++) {
             for (int32_t b = 0; b < B; b++) {
                 n_tok[b] = 1;
@@ -112,14 +117,20 @@ static int s_bench(const char *path, int threads, const int32_t *pre, int n_pre,
             double t1 = bench_now();
             if (tr_model_forward(m, &kv, &db, logits)) return 1;
             dts[s] = bench_now() - t1;
+            tr_ops_idle(ops);   /* the pool's workers stop spinning before the reader runs */
+            rds[s] = bench_bw_pass(ring, (size_t)bytes);   /* the same bytes, plainly read */
+            ratio[s] = rds[s] / dts[s];
         }
         qsort(dts, steps, sizeof(double), bench_cmp_double);
+        qsort(rds, steps, sizeof(double), bench_cmp_double);
+        qsort(ratio, steps, sizeof(double), bench_cmp_double);
         double med = dts[steps / 2];
-        double kvb = 2.0 * B * c->n_layers * (ctx + steps / 2) * c->n_kv_heads * c->head_dim * 4;
-        double bytes = (double)wbytes + kvb;
         printf("  decode batch %2d:     %8.1f tokens/s  %6.1f GB/s = %3.0f%% of read bandwidth"
                " (%.2f ms/step, fastest %.2f)\n", B, B / med, bytes / med / 1e9,
                100 * bytes / med / 1e9 / bw, med * 1e3, dts[0] * 1e3);
+        printf("    paired read after each step: %6.1f GB/s median; decode/read median %3.0f%%"
+               " (quartiles %.0f-%.0f%%)\n", bytes / rds[steps / 2] / 1e9, 100 * ratio[steps / 2],
+               100 * ratio[steps / 4], 100 * ratio[(3 * steps) / 4]);
         free(dts);
     }
     free(tables), free(tokens), free(logits), free(n_tok), free(start);
@@ -155,9 +166,16 @@ int main(int argc, char **argv) {
     double bw = bench_membw(1u << 30, threads, 6), peak = bench_fma_peak(threads);
     printf("cpu: %s, %d threads; read bandwidth %.1f GB/s, f32 FMA peak %.1f GFLOP/s\n", cpu,
            threads, bw, peak);
+    bench_bw_t ring;
+    if (bench_bw_open(&ring, 1u << 30, threads)) {
+        fprintf(stderr, "bench_forward: cannot allocate the 1 GiB read buffer\n");
+        return 1;
+    }
     int rc = 0;
     for (int i = 0; i < n_paths; i++)
-        rc |= s_bench(paths[i], threads, pre, n_pre, dec, n_dec, ctx, steps, reps, peak, bw);
+        rc |= s_bench(paths[i], threads, pre, n_pre, dec, n_dec, ctx, steps, reps, peak, bw,
+                      &ring);
+    bench_bw_close(&ring);
     /* ceilings again: the machine is shared, so show how much they moved */
     printf("\nafter: read bandwidth %.1f GB/s, f32 FMA peak %.1f GFLOP/s\n",
            bench_membw(1u << 30, threads, 6), bench_fma_peak(threads));
